@@ -1,0 +1,198 @@
+"""Named data files the book uses, fetched by URL and checked by sha256 (GPT-2 §2.1, §3).
+
+Every file has a name (``"tiny-shakespeare"``, ``"webtext-sample"``, ``"lambada-test"``, ...), a path in the
+mirror layout, the URL it is downloaded from, its canonical public source, its size, its sha256 and its license
+(the table lives in ``gpt2lib/_manifest.py``, transcribed from the data mirror's MANIFEST.tsv).
+
+Where a file comes from, in order:
+
+1. ``GPT2LIB_DATA_MIRROR``: a local folder laid out like the mirror. The file is **used in place** (never copied,
+   never modified); its sha256 is checked once per process and a mismatch raises :class:`ChecksumError`.
+2. The cache, ``cache_dir`` or ``$GPT2LIB_CACHE`` or ``~/.cache/gpt2lib``, under ``data/<path>``.
+3. The URL: streamed with a progress bar into a temporary file next to the target, hashed on the way, then
+   fsync'ed and renamed into place. An interrupted download or a checksum mismatch deletes the temporary file,
+   so the cache never holds a partial or wrong file.
+
+The 181 HTML pages of the extraction benchmark are one entry each (``"html-page/<id16>"``) and a group,
+``"html-pages"``, whose download returns their folder.
+"""
+from __future__ import annotations
+
+import difflib
+import gzip
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+from tqdm.auto import tqdm
+
+from gpt2lib._manifest import TABLE
+
+__all__ = ["Dataset", "ChecksumError", "DATASETS", "GROUPS", "list_datasets", "info", "download", "read_text",
+           "cache_root"]
+
+
+class ChecksumError(RuntimeError):
+    """A file's sha256 (or size) is not the one in the registry; the file was not used."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One registered file."""
+
+    name: str
+    path: str  # relative path in the mirror / cache layout
+    size: int  # bytes
+    sha256: str
+    url: str  # where `download` fetches it from
+    source: str  # canonical public source (may be an archive or a web page)
+    prefix: bool  # True: the file is the first `size` bytes of `url`
+    license: str
+
+
+def _parse(table: str) -> dict[str, Dataset]:
+    out = {}
+    for line in table.strip("\n").splitlines():
+        name, path, size, sha, url, source, prefix, lic = line.split("\t")
+        out[name] = Dataset(name, path, int(size), sha, url, source, prefix == "prefix", lic)
+    return out
+
+
+DATASETS: dict[str, Dataset] = _parse(TABLE)
+# A group downloads all its members and returns their common folder.
+GROUPS: dict[str, list[str]] = {"html-pages": sorted(n for n in DATASETS if n.startswith("html-page/"))}
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, checked this process
+
+
+def list_datasets(include_pages: bool = False) -> list[str]:
+    """Registered names (the 181 single HTML pages only with ``include_pages=True``) and group names."""
+    names = [n for n in DATASETS if include_pages or not n.startswith("html-page/")]
+    return sorted(names + list(GROUPS))
+
+
+def info(name: str) -> Dataset:
+    """The registry entry for ``name``; unknown names raise ``KeyError`` listing close matches."""
+    if name in DATASETS:
+        return DATASETS[name]
+    close = difflib.get_close_matches(name, list(DATASETS) + list(GROUPS), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise KeyError(f"unknown dataset {name!r}.{hint} See gpt2lib.datasets.list_datasets().")
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The user cache folder: ``cache_dir``, else ``$GPT2LIB_CACHE``, else ``~/.cache/gpt2lib``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("GPT2LIB_CACHE") or Path.home() / ".cache" / "gpt2lib")
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _matches(path: Path, entry: Dataset) -> bool:
+    st = path.stat()
+    if st.st_size != entry.size:
+        return False
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = _sha256_file(path)
+    return _VERIFIED[key] == entry.sha256
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
+    """Stream ``entry.url`` into ``dest`` atomically, checking size and sha256 before the rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+    h, n = hashlib.sha256(), 0
+    try:
+        req = Request(entry.url, headers={"User-Agent": "gpt2lib"})
+        with urlopen(req, timeout=60) as resp, open(tmp, "wb") as f, tqdm(
+            total=entry.size, unit="B", unit_scale=True, desc=entry.name, disable=not progress
+        ) as bar:
+            while True:
+                want = 1 << 20
+                if entry.prefix:
+                    want = min(want, entry.size - n)
+                    if want == 0:
+                        break
+                chunk = resp.read(want)
+                if not chunk:
+                    break
+                f.write(chunk)
+                h.update(chunk)
+                n += len(chunk)
+                bar.update(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+        if n != entry.size or h.hexdigest() != entry.sha256:
+            raise ChecksumError(
+                f"{entry.name}: downloaded {n} bytes with sha256 {h.hexdigest()}, expected {entry.size} bytes "
+                f"with sha256 {entry.sha256} (from {entry.url}); the file was discarded"
+            )
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def download(name: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Path to the verified local copy of dataset ``name`` (a folder for a group), fetching it if needed.
+
+    With ``$GPT2LIB_DATA_MIRROR`` set, the mirror's file is returned in place after its sha256 is checked;
+    a file missing from the mirror raises ``FileNotFoundError`` (no silent network fallback).
+    """
+    if name in GROUPS:
+        paths = [download(m, cache_dir=cache_dir, progress=progress) for m in GROUPS[name]]
+        return Path(os.path.commonpath(paths))
+    entry = info(name)
+    mirror = os.environ.get("GPT2LIB_DATA_MIRROR")
+    if mirror:
+        path = Path(mirror) / entry.path
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}: {path} is missing from GPT2LIB_DATA_MIRROR={mirror}")
+        if not _matches(path, entry):
+            raise ChecksumError(
+                f"{name}: {path} in GPT2LIB_DATA_MIRROR does not match sha256 {entry.sha256} "
+                f"({entry.size} bytes); the mirror was left untouched"
+            )
+        return path
+    dest = cache_root(cache_dir) / "data" / entry.path
+    if dest.is_file():
+        if _matches(dest, entry):
+            return dest
+        dest.unlink()  # a wrong cached file is never used: fetch it again
+    _fetch(entry, dest, progress)
+    return dest
+
+
+def read_text(name: str, encoding: str = "utf-8", **kwargs) -> str:
+    """The exact text of dataset ``name`` (``.gz`` files are decompressed); keyword arguments go to :func:`download`."""
+    if name in GROUPS:
+        raise IsADirectoryError(f"{name} is a group of files; use download({name!r}) for its folder")
+    kwargs.setdefault("progress", False)
+    path = download(name, **kwargs)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding=encoding, newline="") as f:  # newline="": the bytes' line ends, unchanged
+        return f.read()

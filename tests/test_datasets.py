@@ -1,0 +1,180 @@
+"""gpt2lib.datasets: named files, sha256-checked, from a mirror or an atomic download. Offline only."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gpt2lib import datasets
+from gpt2lib.datasets import ChecksumError, download, info, list_datasets, read_text
+
+
+def _manifest(mirror: Path) -> dict[str, dict]:
+    with open(mirror / "MANIFEST.tsv", newline="") as f:
+        return {r["file"]: r for r in csv.DictReader(f, delimiter="\t")}
+
+
+def test_registry_matches_the_mirror_manifest(data_mirror):
+    """Every registered file has the MANIFEST's size and sha256, and every mirror file (except tiktoken's
+    cache entries, which live outside the mirror) is registered exactly once."""
+    manifest = _manifest(data_mirror)
+    by_path = {d.path: d for d in datasets.DATASETS.values()}
+    assert len(by_path) == len(datasets.DATASETS)
+    assert set(by_path) == {p for p in manifest if not p.startswith("../")}
+    for path, d in by_path.items():
+        assert (d.size, d.sha256) == (int(manifest[path]["bytes"]), manifest[path]["sha256"]), path
+        assert d.url.startswith(("https://", "http://")) and d.license
+
+
+def test_book_datasets_are_registered():
+    """The names the chapters use exist, and the 181 HTML pages form one group."""
+    names = set(list_datasets())
+    for n in ["tiny-shakespeare", "webtext-sample", "webtext-top1000-domains", "wikitext-2-valid",
+              "wikitext-2-test", "ptb-test", "lambada-test", "nq-open-dev", "wsc", "wmt14-en-fr-src",
+              "wmt14-en-fr-ref", "wmt14-fr-en-src", "wmt14-fr-en-ref", "reddit-links-2005-12",
+              "reddit-links-2006-12", "html-extraction-ground-truth", "html-pages", "gpt2-encoder-json",
+              "gpt2-vocab-bpe", "r50k-base-tiktoken"]:
+        assert n in names
+    assert len(datasets.GROUPS["html-pages"]) == 181
+
+
+def test_mirror_files_are_used_in_place_and_verified(data_mirror):
+    """With GPT2LIB_DATA_MIRROR set, download returns the mirror's own file, whose bytes hash to the registry's."""
+    path = download("tiny-shakespeare", progress=False)
+    assert path == data_mirror / "tinyshakespeare" / "input.txt"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == info("tiny-shakespeare").sha256
+
+
+def test_read_text_is_exact_and_decompresses_gzip(data_mirror):
+    """read_text gives the file's exact characters (line ends kept) and gunzips .gz files."""
+    import gzip
+
+    assert read_text("tiny-shakespeare") == (data_mirror / "tinyshakespeare/input.txt").read_bytes().decode()
+    raw = gzip.decompress((data_mirror / "reddit_links/RS_v2_2005-12.urk.json-00.gz").read_bytes()).decode()
+    assert read_text("reddit-links-2005-12") == raw
+
+
+def test_group_download_returns_the_pages_folder(data_mirror):
+    """download("html-pages") returns the folder that holds all 181 pages."""
+    folder = download("html-pages", progress=False)
+    assert folder == data_mirror / "html_extraction" / "html"
+    assert len(list(folder.glob("*.html.gz"))) == 181
+
+
+def _small_mirror(tmp_path: Path, data_mirror: Path, rel: str) -> Path:
+    mirror = tmp_path / "mirror"
+    (mirror / rel).parent.mkdir(parents=True)
+    shutil.copyfile(data_mirror / rel, mirror / rel)
+    return mirror
+
+
+def test_corrupted_mirror_file_raises_checksum_error(tmp_path, data_mirror, monkeypatch):
+    """A mirror file with one flipped byte is refused with ChecksumError, and the mirror is not modified."""
+    mirror = _small_mirror(tmp_path, data_mirror, "webtext/gpt2_webtext_top1000_domains.txt")
+    f = mirror / "webtext/gpt2_webtext_top1000_domains.txt"
+    data = bytearray(f.read_bytes())
+    data[100] ^= 1
+    f.write_bytes(bytes(data))
+    monkeypatch.setenv("GPT2LIB_DATA_MIRROR", str(mirror))
+    with pytest.raises(ChecksumError, match="webtext-top1000-domains"):
+        download("webtext-top1000-domains", progress=False)
+    assert f.read_bytes() == bytes(data)
+
+
+def test_file_missing_from_mirror_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2LIB_DATA_MIRROR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="ptb-test"):
+        download("ptb-test", progress=False)
+
+
+class _FakeResponse(io.BytesIO):
+    """A urlopen response that serves ``data`` and optionally fails after ``fail_after`` bytes."""
+
+    def __init__(self, data: bytes, fail_after: int | None = None):
+        super().__init__(data)
+        self.fail_after = fail_after
+
+    def read(self, n=-1):
+        if self.fail_after is not None and self.tell() >= self.fail_after:
+            raise ConnectionResetError("connection dropped mid-stream")
+        return super().read(n if self.fail_after is None else min(n, self.fail_after - self.tell()))
+
+
+def _offline(monkeypatch, tmp_path, response_factory):
+    monkeypatch.delenv("GPT2LIB_DATA_MIRROR", raising=False)
+    calls = []
+
+    def fake_urlopen(req, timeout=None):
+        calls.append(req.full_url)
+        return response_factory()
+
+    monkeypatch.setattr(datasets, "urlopen", fake_urlopen)
+    return tmp_path / "cache", calls
+
+
+def test_download_from_url_writes_verified_file_then_uses_cache(tmp_path, data_mirror, monkeypatch):
+    """Without a mirror the file is fetched from its URL into the cache once; the second call reads the cache."""
+    good = (data_mirror / "wsc/WSCollection.xml").read_bytes()
+    cache, calls = _offline(monkeypatch, tmp_path, lambda: _FakeResponse(good))
+    path = download("wsc", cache_dir=cache, progress=False)
+    assert path == cache / "data/wsc/WSCollection.xml" and path.read_bytes() == good
+    assert calls == [info("wsc").url]
+    assert download("wsc", cache_dir=cache, progress=False) == path and len(calls) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["WSCollection.xml"]  # no temporary files left
+
+
+def test_cache_dir_defaults_to_env(tmp_path, data_mirror, monkeypatch):
+    good = (data_mirror / "wsc/WSCollection.xml").read_bytes()
+    _offline(monkeypatch, tmp_path, lambda: _FakeResponse(good))
+    monkeypatch.setenv("GPT2LIB_CACHE", str(tmp_path / "envcache"))
+    assert download("wsc", progress=False) == tmp_path / "envcache/data/wsc/WSCollection.xml"
+
+
+def test_prefix_entries_keep_only_the_first_bytes(tmp_path, data_mirror, monkeypatch):
+    """The WebText sample is the first 3,799,030 bytes of OpenAI's file: extra bytes from the server are not read."""
+    good = (data_mirror / "webtext/webtext.train.first1408.jsonl").read_bytes()
+    cache, _ = _offline(monkeypatch, tmp_path, lambda: _FakeResponse(good + b'{"id": 1408, "text": "more"}\n'))
+    path = download("webtext-sample", cache_dir=cache, progress=False)
+    assert path.read_bytes() == good
+
+
+def test_checksum_mismatch_on_download_leaves_no_file(tmp_path, data_mirror, monkeypatch):
+    """Wrong bytes from the server raise ChecksumError and nothing is written into the cache."""
+    bad = bytearray((data_mirror / "wsc/WSCollection.xml").read_bytes())
+    bad[0] ^= 1
+    cache, _ = _offline(monkeypatch, tmp_path, lambda: _FakeResponse(bytes(bad)))
+    with pytest.raises(ChecksumError, match="wsc"):
+        download("wsc", cache_dir=cache, progress=False)
+    assert not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_interrupted_download_leaves_no_partial_file(tmp_path, data_mirror, monkeypatch):
+    """A connection that drops mid-stream propagates its error and leaves no partial or temporary file."""
+    good = (data_mirror / "wsc/WSCollection.xml").read_bytes()
+    cache, _ = _offline(monkeypatch, tmp_path, lambda: _FakeResponse(good, fail_after=len(good) // 2))
+    with pytest.raises(ConnectionResetError):
+        download("wsc", cache_dir=cache, progress=False)
+    assert not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_corrupted_cache_file_is_fetched_again(tmp_path, data_mirror, monkeypatch):
+    """A cached file whose hash no longer matches is never returned: it is replaced by a fresh download."""
+    good = (data_mirror / "wsc/WSCollection.xml").read_bytes()
+    cache, calls = _offline(monkeypatch, tmp_path, lambda: _FakeResponse(good))
+    dest = cache / "data/wsc/WSCollection.xml"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"x" * len(good))
+    assert download("wsc", cache_dir=cache, progress=False).read_bytes() == good
+    assert len(calls) == 1
+
+
+def test_unknown_name_lists_close_matches():
+    """A typo raises KeyError that suggests the registered name."""
+    with pytest.raises(KeyError, match="tiny-shakespeare"):
+        download("tiny-shakspeare")
+    with pytest.raises(KeyError, match="unknown dataset"):
+        info("no-such-thing-at-all")
