@@ -150,8 +150,8 @@ class KVCache:
         self, config: GPT2Config, batch_size: int, max_len: int, *, device=None, dtype=None
     ) -> None:
         shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_size)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.k = torch.empty(shape, device=device, dtype=dtype)  # only [0, pos) is ever read
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0
 

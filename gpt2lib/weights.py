@@ -1,0 +1,323 @@
+"""Loading and saving GPT-2 weights in the Hugging Face layout (GPT-2 §2.3, the released models).
+
+OpenAI released the four GPT-2 sizes as TensorFlow checkpoints; the Hugging Face Hub hosts them as
+``config.json`` + ``model.safetensors`` (``pytorch_model.bin`` in older folders). Their module names
+match ours (``wte``, ``h.0.attn.c_attn``, ...), with two differences this module takes care of:
+
+* the TF code (and Hugging Face's ``Conv1D``) stores each projection matrix as ``[in, out]``, the
+  transpose of ``nn.Linear``'s ``[out, in]``;
+* keys may carry a ``transformer.`` prefix (``GPT2LMHeadModel``) or not (``GPT2Model``), old files
+  hold the causal-mask buffers ``attn.bias``/``attn.masked_bias``, and the tied ``lm_head.weight`` may
+  be present or absent.
+
+State dicts of our own model (also from ``torch.compile``, keys prefixed ``_orig_mod.``) load too.
+Files are read with ``safetensors`` or ``torch.load(weights_only=True)``: loading never runs code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt2lib.model import GPT2, GPT2Config
+
+__all__ = [
+    "from_pretrained",
+    "save_pretrained",
+    "config_from_hf",
+    "config_to_hf",
+    "convert_state_dict",
+    "load_state_dict",
+    "read_state_dict",
+]
+
+# Matrices stored as [in, out] by the TF code / Hugging Face Conv1D.
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# Causal-mask buffers saved by old Hugging Face versions; not weights.
+_BUFFERS = (".attn.bias", ".attn.masked_bias")
+_PREFIXES = ("_orig_mod.", "module.", "transformer.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# config.json
+def config_from_hf(d: dict[str, Any], **overrides: Any) -> GPT2Config:
+    """Our config from a Hugging Face GPT-2 ``config.json`` dict (``overrides`` win, e.g. dropout=0.1).
+
+    Dropout defaults to 0.0 (inference); the released models were trained with 0.1."""
+    model_type = d.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise ValueError(f"config.json describes model_type {model_type!r}, not 'gpt2'")
+    act = d.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu_python_tanh"):
+        raise ValueError(f"unsupported activation_function {act!r}: GPT-2 uses the tanh GELU ('gelu_new')")
+    unsupported = {
+        "scale_attn_weights": (d.get("scale_attn_weights", True), True),
+        "scale_attn_by_inverse_layer_idx": (d.get("scale_attn_by_inverse_layer_idx", False), False),
+        "add_cross_attention": (d.get("add_cross_attention", False), False),
+        "tie_word_embeddings": (d.get("tie_word_embeddings", True), True),
+    }
+    for key, (value, wanted) in unsupported.items():
+        if bool(value) != wanted:
+            raise ValueError(f"unsupported config.json setting {key}={value!r} (GPT-2 has {wanted})")
+    extra = d.get("gpt2lib", {})  # fields only our model has, written by save_pretrained
+    kwargs: dict[str, Any] = dict(
+        vocab_size=d["vocab_size"],
+        block_size=d.get("n_positions", d.get("n_ctx", 1024)),
+        n_layer=d["n_layer"],
+        n_head=d["n_head"],
+        n_embd=d["n_embd"],
+        n_inner=d.get("n_inner"),
+        layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-5),
+        initializer_range=d.get("initializer_range", 0.02),
+        dropout=0.0,
+    )
+    for key in ("bias", "scale_residual_init", "attention"):
+        if key in extra:
+            kwargs[key] = extra[key]
+    kwargs.update(overrides)
+    return GPT2Config(**kwargs)
+
+
+def config_to_hf(config: GPT2Config) -> dict[str, Any]:
+    """A ``config.json`` dict that ``transformers.GPT2LMHeadModel`` understands."""
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "activation_function": "gelu_new",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_ctx": config.block_size,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": config.n_inner,
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "initializer_range": config.initializer_range,
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "bos_token_id": 50256 if config.vocab_size > 50256 else None,
+        "eos_token_id": 50256 if config.vocab_size > 50256 else None,
+        "gpt2lib": {
+            "bias": config.bias,
+            "scale_residual_init": config.scale_residual_init,
+            "attention": config.attention,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# state dicts
+def _short_key(key: str) -> str:
+    """``_orig_mod.transformer.h.0.ln_1.weight`` -> ``h.0.ln_1.weight``."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def convert_state_dict(state_dict: dict[str, torch.Tensor], config: GPT2Config) -> dict[str, torch.Tensor]:
+    """Map a Hugging Face GPT-2 or gpt2lib state dict onto our parameter names and layouts.
+
+    The layout is told apart by the ``c_attn`` matrix, which is ``[C, 3C]`` in the Hugging Face/TF
+    layout and ``[3C, C]`` in ours, and applied to every projection of the file.
+    """
+    short: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        s = _short_key(key)
+        if s.endswith(_BUFFERS):
+            continue
+        if s in short:
+            raise ValueError(f"state dict has key {s!r} twice (as {key!r} and another prefix)")
+        short[s] = value
+
+    C = config.n_embd
+    probe = "h.0.attn.c_attn.weight"
+    if probe not in short:
+        raise ValueError(f"state dict has no key {probe!r}; is this a GPT-2 state dict?")
+    shape = tuple(short[probe].shape)
+    if shape == (C, 3 * C):
+        transposed = True
+    elif shape == (3 * C, C):
+        transposed = False
+    else:
+        raise ValueError(
+            f"key {probe!r} has shape {shape}; expected {(C, 3 * C)} (Hugging Face) or {(3 * C, C)} (gpt2lib) "
+            f"for n_embd={C}"
+        )
+
+    out: dict[str, torch.Tensor] = {}
+    for s, value in short.items():
+        if s == "lm_head.weight":
+            wte = short.get("wte.weight")
+            if wte is not None and value.shape == wte.shape and not torch.equal(value, wte):
+                raise ValueError("lm_head.weight differs from wte.weight; GPT-2 ties them (untied heads unsupported)")
+            if wte is None:
+                out["transformer.wte.weight"] = value
+            continue
+        if transposed and s.endswith(_CONV1D) and value.dim() == 2:
+            value = value.t()
+        out["transformer." + s] = value
+    if "transformer.wte.weight" in out:
+        out["lm_head.weight"] = out["transformer.wte.weight"]
+    return out
+
+
+def load_state_dict(model: GPT2, state_dict: dict[str, torch.Tensor]) -> GPT2:
+    """Copy weights into ``model`` from a Hugging Face or gpt2lib state dict; a missing, unexpected or
+    mis-shaped key raises ``ValueError`` naming the key (and both shapes)."""
+    converted = convert_state_dict(state_dict, model.config)
+    own = model.state_dict()
+    if not model.config.bias:  # biases written as zeros by save_pretrained for Hugging Face
+        for key in [k for k in converted if k.endswith(".bias") and k not in own]:
+            if torch.count_nonzero(converted[key]) != 0:
+                raise ValueError(f"key {key!r} holds non-zero biases but the config has bias=False")
+            del converted[key]
+    missing = sorted(set(own) - set(converted))
+    unexpected = sorted(set(converted) - set(own))
+    if missing:
+        raise ValueError(f"missing key(s) in state dict: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+    if unexpected:
+        raise ValueError(
+            f"unexpected key(s) in state dict: {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else "")
+        )
+    for key, value in converted.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise ValueError(
+                f"shape mismatch for {key!r}: file has {tuple(value.shape)}, model expects {tuple(own[key].shape)}"
+            )
+    model.load_state_dict(converted, strict=True)
+    return model
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read tensors from ``*.safetensors`` or a ``torch.save`` file (``weights_only=True``: no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path), device="cpu")
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or not a weights file
+        raise ValueError(f"could not read weights from {path}: {type(e).__name__}: {e}") from e
+    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
+        sd = sd["model"]  # a training checkpoint {"model": state_dict, ...}
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return sd
+
+
+# ---------------------------------------------------------------------------------------------------
+# folders
+def _resolve(name_or_dir: str | os.PathLike) -> Path:
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ValueError(f"{path} is a file; from_pretrained expects a folder with config.json and weights")
+    name = str(name_or_dir)
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:
+        raise FileNotFoundError(
+            f"{name!r} is not a local folder, and huggingface_hub is not installed to fetch it from the Hub"
+        ) from e
+    try:
+        return Path(snapshot_download(name, allow_patterns=["config.json", "model.safetensors"]))
+    except Exception as e:
+        raise OSError(
+            f"{name!r} is not a local folder and could not be fetched from the Hugging Face Hub "
+            f"({type(e).__name__}: {e}). If you are offline, download config.json and model.safetensors "
+            f"elsewhere and pass their folder."
+        ) from e
+
+
+def from_pretrained(name_or_dir: str | os.PathLike, **overrides: Any) -> GPT2:
+    """A :class:`GPT2` from a Hugging Face GPT-2 folder (``config.json`` + ``model.safetensors`` or
+    ``pytorch_model.bin``), a folder written by :func:`save_pretrained`, or a hub id such as "gpt2"
+    (needs ``huggingface_hub`` and a network). Returned in eval mode; ``overrides`` go to the config."""
+    folder = _resolve(name_or_dir)
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"no config.json in {folder}")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"could not parse {cfg_path}: {e}") from e
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path} does not hold a JSON object")
+    try:
+        config = config_from_hf(cfg, **overrides)
+    except KeyError as e:
+        raise ValueError(f"{cfg_path} lacks the field {e.args[0]!r}") from e
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / filename).is_file():
+            weights = folder / filename
+            break
+    else:
+        raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {folder}")
+    model = GPT2(config)
+    try:
+        load_state_dict(model, read_state_dict(weights))
+    except ValueError as e:
+        raise ValueError(f"{weights}: {e}") from e
+    return model.eval()
+
+
+def save_pretrained(model: GPT2, directory: str | os.PathLike) -> None:
+    """Write ``config.json`` and ``model.safetensors`` in the layout of ``transformers.GPT2LMHeadModel``.
+
+    Projection matrices are stored transposed ([in, out], Conv1D), the tied head is stored once (as
+    ``transformer.wte.weight``, like transformers does), and a model without biases gets zero biases.
+    Files are written to a temporary name first and renamed, so an old save is never half overwritten.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        if key == "lm_head.weight":
+            continue
+        value = value.detach().to("cpu")
+        if key.endswith(_CONV1D):
+            value = value.t()
+        tensors[key] = value.contiguous()
+    if not config.bias:  # Hugging Face GPT-2 always has biases: zeros are the same function
+        C = config.n_embd
+        sizes = {"ln_1": C, "ln_2": C, "attn.c_attn": 3 * C, "attn.c_proj": C, "mlp.c_fc": config.d_ff, "mlp.c_proj": C}
+        dtype = model.transformer.wte.weight.dtype
+        for i in range(config.n_layer):
+            for name, size in sizes.items():
+                tensors[f"transformer.h.{i}.{name}.bias"] = torch.zeros(size, dtype=dtype)
+        tensors["transformer.ln_f.bias"] = torch.zeros(C, dtype=dtype)
+
+    def atomic_write(path: Path, write) -> None:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    atomic_write(directory / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    text = json.dumps(config_to_hf(config), indent=2) + "\n"
+    atomic_write(directory / "config.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
