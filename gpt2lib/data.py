@@ -1,0 +1,333 @@
+"""Token shards and a deterministic window loader (GPT-2 §2.1 "Training Dataset", §2.3 context of 1024).
+
+``prepare`` turns documents into flat arrays of token ids on disk: every document is preceded by the
+end-of-text token ``<|endoftext|>`` (GPT-2's document delimiter, so it sits between documents and also starts
+the stream), documents are split into train/val *by document* with a seeded permutation, and each split is
+written as shards of raw ``uint16`` (or ``uint32`` for vocabularies over 65,536 ids) readable with
+``np.memmap``. A ``meta.json`` written last (atomically) describes the tokenizer, dtype, counts and shards;
+a folder without it is an unfinished ``prepare`` and is refused.
+
+``TokenLoader`` cuts a split into non-overlapping windows of ``block_size + 1`` tokens (x = w[:-1], y = w[1:]),
+shuffles them with a seeded permutation per epoch, deals them to ranks round-robin (disjoint windows per
+rank, equal counts) and serves batches. Its cursor is ``state_dict()``/``load_state_dict()`` so a resumed run
+continues with exactly the batch it would have seen.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["prepare", "TokenShards", "TokenLoader", "split_documents", "dtype_for_vocab", "META_FILE"]
+
+META_FILE = "meta.json"
+FORMAT = "gpt2lib-tokens-v1"
+
+
+def dtype_for_vocab(n_vocab: int) -> np.dtype:
+    """The smallest unsigned dtype holding ids ``0 .. n_vocab - 1`` (uint16 up to 65,536 ids)."""
+    return np.dtype(np.uint16) if n_vocab <= 1 << 16 else np.dtype(np.uint32)
+
+
+def split_documents(text: str, separator: str = "\n\n") -> list[str]:
+    """Split one long text (e.g. Tiny Shakespeare) into documents at ``separator``; empty pieces are dropped."""
+    return [d for d in text.split(separator) if d.strip()]
+
+
+# --- parallel tokenization -----------------------------------------------------------------------------
+_WORKER_TOKENIZER = None
+
+
+def _init_worker(tokenizer) -> None:
+    global _WORKER_TOKENIZER
+    torch.set_num_threads(1)
+    _WORKER_TOKENIZER = tokenizer
+
+
+def _encode_chunk(args: tuple[list[str], str]) -> list[np.ndarray]:
+    texts, dtype = args
+    return [np.asarray(ids, dtype=dtype) for ids in _WORKER_TOKENIZER.encode_batch(texts)]
+
+
+def _encoded(tokenizer, docs: list[str], dtype: np.dtype, num_workers: int, chunk: int, desc: str,
+             progress: bool) -> Iterator[np.ndarray]:
+    """Token arrays of ``docs`` in order; ``num_workers > 1`` tokenizes chunks in a process pool."""
+    chunks = [(docs[i : i + chunk], dtype.str) for i in range(0, len(docs), chunk)]
+    bar = tqdm(total=sum(len(d) for d in docs), unit="char", unit_scale=True, desc=desc, disable=not progress)
+    with bar:
+        if num_workers <= 1:
+            _init_worker(tokenizer)
+            results: Iterable = map(_encode_chunk, chunks)
+            pool = None
+        else:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            pool = ProcessPoolExecutor(num_workers, mp.get_context(method), _init_worker, (tokenizer,))
+            results = pool.map(_encode_chunk, chunks)
+        try:
+            for (texts, _), arrays in zip(chunks, results):
+                bar.update(sum(len(t) for t in texts))
+                yield from arrays
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class _ShardWriter:
+    """Appends token arrays to ``{split}_{k:06d}.bin`` files of at most ``shard_size`` tokens."""
+
+    def __init__(self, out_dir: Path, split: str, shard_size: int, dtype: np.dtype):
+        self.out_dir, self.split, self.shard_size, self.dtype = out_dir, split, shard_size, dtype
+        self.buf: list[np.ndarray] = []
+        self.n_buf = 0
+        self.shards: list[dict[str, Any]] = []
+
+    def add(self, ids: np.ndarray) -> None:
+        while len(ids):
+            take = min(len(ids), self.shard_size - self.n_buf)
+            self.buf.append(ids[:take])
+            self.n_buf += take
+            ids = ids[take:]
+            if self.n_buf == self.shard_size:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.n_buf:
+            return
+        name = f"{self.split}_{len(self.shards):06d}.bin"
+        _atomic_write_bytes(self.out_dir / name, np.concatenate(self.buf).astype(self.dtype).tobytes())
+        self.shards.append({"file": name, "tokens": self.n_buf})
+        self.buf, self.n_buf = [], 0
+
+
+_PROBE = "The quick brown fox jumps over the lazy dog. Zwölf Boxkämpfer jagen Viktor quer über den Sylter Deich!"
+
+
+def _tokenizer_meta(tokenizer) -> dict[str, Any]:
+    """What identifies a tokenizer: its name, vocabulary size, eot id and its encoding of a probe sentence
+    (two BPEs with the same size but different merges differ on the probe)."""
+    return {"tokenizer": getattr(tokenizer, "name", type(tokenizer).__name__), "n_vocab": int(tokenizer.n_vocab),
+            "eot": int(tokenizer.eot), "probe": [int(t) for t in tokenizer.encode(_PROBE)]}
+
+
+def prepare(
+    documents: Sequence[str | os.PathLike] | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    tokenizer,
+    *,
+    val_fraction: float = 0.1,
+    shard_size: int = 100_000_000,
+    num_workers: int = 1,
+    seed: int = 0,
+    dtype: str | None = None,
+    chunk_docs: int = 64,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tokenize ``documents`` (strings, or paths of UTF-8 text files, one document each) into token shards.
+
+    Returns the metadata also written to ``out_dir/meta.json``. ``val_fraction`` of the documents (at least
+    one when > 0) form the val split, chosen by a permutation seeded with ``seed``; each split keeps the
+    corpus order. Every document is preceded by ``tokenizer.eot``. Errors (before any work): an empty corpus,
+    a bad fraction, too few documents to split, a dtype too small for the vocabulary.
+    """
+    docs = [Path(d).read_text(encoding="utf-8") if isinstance(d, os.PathLike) else d for d in documents]
+    if any(not isinstance(d, str) for d in docs):
+        raise TypeError("documents must be strings or paths to text files")
+    docs = [d for d in docs if d]
+    if not docs:
+        raise ValueError("empty corpus: no non-empty documents to tokenize")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * len(docs)))
+    if n_val >= len(docs):
+        raise ValueError(
+            f"cannot split {len(docs)} document(s) into train and val with val_fraction={val_fraction}; "
+            "split the text into more documents (see split_documents) or use val_fraction=0"
+        )
+    if shard_size < 1 or num_workers < 1:
+        raise ValueError("shard_size and num_workers must be >= 1")
+    tok_meta = _tokenizer_meta(tokenizer)
+    np_dtype = np.dtype(dtype) if dtype else dtype_for_vocab(tok_meta["n_vocab"])
+    if np_dtype.kind != "u" or tok_meta["n_vocab"] - 1 > np.iinfo(np_dtype).max:
+        raise ValueError(f"dtype {np_dtype} cannot hold the ids of a {tok_meta['n_vocab']}-token vocabulary")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / META_FILE).unlink(missing_ok=True)  # an interrupted prepare leaves no meta: the folder is refused
+    for old in out.glob("*_*.bin"):
+        old.unlink()
+    val_ids = set(np.random.default_rng(seed).permutation(len(docs))[:n_val].tolist())
+    meta: dict[str, Any] = {"format": FORMAT, **tok_meta, "dtype": np_dtype.name, "val_fraction": val_fraction,
+                            "seed": seed, "splits": {}}
+    eot = np.array([tok_meta["eot"]], dtype=np_dtype)
+    for split in ("train", "val"):
+        split_docs = [d for i, d in enumerate(docs) if (i in val_ids) == (split == "val")]
+        if not split_docs:
+            continue
+        writer = _ShardWriter(out, split, shard_size, np_dtype)
+        for ids in _encoded(tokenizer, split_docs, np_dtype, num_workers, chunk_docs, f"tokenize {split}",
+                            progress):
+            writer.add(eot)
+            writer.add(ids)
+        writer.flush()
+        meta["splits"][split] = {
+            "documents": len(split_docs),
+            "tokens": sum(s["tokens"] for s in writer.shards),
+            "bytes": sum(len(d.encode("utf-8")) for d in split_docs),
+            "shards": writer.shards,
+        }
+    _atomic_write_bytes(out / META_FILE, json.dumps(meta, indent=1).encode())
+    return meta
+
+
+# --- reading -------------------------------------------------------------------------------------------
+@dataclass
+class TokenShards:
+    """The shards of one split, memory-mapped. ``tokenizer`` (optional) is checked against the metadata."""
+
+    data_dir: Path
+    split: str
+    meta: dict[str, Any]
+    arrays: list[np.memmap]
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike, split: str = "train", tokenizer=None) -> "TokenShards":
+        data_dir = Path(data_dir)
+        meta_path = data_dir / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: {data_dir} is not a finished gpt2lib.data.prepare folder")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
+        if tokenizer is not None:
+            want = _tokenizer_meta(tokenizer)
+            bad = [f"{k}: shards have {meta[k]!r}, tokenizer has {want[k]!r}" for k in ("n_vocab", "eot", "probe")
+                   if meta[k] != want[k]]
+            if bad:
+                raise ValueError(f"{data_dir} was prepared with another tokenizer ({meta['tokenizer']}): "
+                                 + "; ".join(bad))
+        dtype = np.dtype(meta["dtype"])
+        if dtype.kind != "u" or np.iinfo(dtype).max < meta["n_vocab"] - 1:
+            raise ValueError(f"{data_dir}: dtype {dtype} cannot hold a {meta['n_vocab']}-token vocabulary")
+        if split not in meta["splits"]:
+            raise ValueError(f"{data_dir} has no {split!r} split (it has {sorted(meta['splits'])})")
+        arrays = []
+        for shard in meta["splits"][split]["shards"]:
+            path = data_dir / shard["file"]
+            expected = shard["tokens"] * dtype.itemsize
+            if not path.is_file() or path.stat().st_size != expected:
+                raise ValueError(f"shard {path} is missing or not {expected} bytes ({shard['tokens']} x {dtype})")
+            arrays.append(np.memmap(path, dtype=dtype, mode="r"))
+        return cls(data_dir, split, meta, arrays)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(a) for a in self.arrays)
+
+    @property
+    def num_bytes(self) -> int:
+        """UTF-8 bytes of the split's text (for bits per byte)."""
+        return int(self.meta["splits"][self.split]["bytes"])
+
+    def tokens(self) -> np.ndarray:
+        """All tokens of the split in one (copied) array."""
+        return np.concatenate([np.asarray(a) for a in self.arrays]) if self.arrays else np.zeros(0, np.uint16)
+
+
+class TokenLoader:
+    """Batches of ``(x, y)`` windows: x = tokens[i : i+T], y = tokens[i+1 : i+T+1] (GPT-2 §2.3, T = 1024).
+
+    Windows start at multiples of ``block_size`` inside each shard. Epoch ``e`` visits them in the order of
+    ``default_rng(seed + e).permutation`` (``shuffle=False``: corpus order); rank ``r`` of ``world_size`` takes
+    every ``world_size``-th window of that order, the same number on every rank, so ranks never share a
+    window and ``world_size`` ranks with batch ``B`` see, together, what one rank with batch ``world_size * B``
+    sees. The cursor (epoch, position) is ``state_dict()``.
+    """
+
+    def __init__(self, shards: TokenShards, block_size: int, batch_size: int, *, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, shuffle: bool = True, model_block_size: int | None = None,
+                 device: str | torch.device = "cpu"):
+        if block_size < 1 or batch_size < 1:
+            raise ValueError("block_size and batch_size must be >= 1")
+        if model_block_size is not None and block_size > model_block_size:
+            raise ValueError(f"block_size {block_size} is larger than the model's context ({model_block_size})")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.shards, self.block_size, self.batch_size = shards, block_size, batch_size
+        self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
+        self.device = torch.device(device)
+        starts = [(s, i * block_size) for s, a in enumerate(shards.arrays) for i in range((len(a) - 1) // block_size)]
+        if not starts:
+            raise ValueError(f"the {shards.split} split has {shards.num_tokens} tokens: fewer than one window of "
+                             f"block_size + 1 = {block_size + 1} tokens")
+        if len(starts) < world_size:
+            raise ValueError(f"more ranks than data: {world_size} ranks but only {len(starts)} windows of "
+                             f"{block_size + 1} tokens in the {shards.split} split")
+        self.starts = np.array(starts, dtype=np.int64)
+        self.windows_per_rank = len(starts) // world_size
+        self.epoch, self.pos = 0, 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        n = len(self.starts)
+        order = np.random.default_rng(self.seed + epoch).permutation(n) if self.shuffle else np.arange(n)
+        return order[self.rank :: self.world_size][: self.windows_per_rank]
+
+    def __len__(self) -> int:
+        """Full batches per epoch on this rank."""
+        return self.windows_per_rank // self.batch_size
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``(x, y)`` pair of int64 tensors ``[batch_size, block_size]``; wraps into the next epoch."""
+        rows = []
+        for _ in range(self.batch_size):
+            if self.pos == self.windows_per_rank:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order = self._epoch_order(self.epoch)
+            s, i = self.starts[self._order[self.pos]]
+            rows.append(np.asarray(self.shards.arrays[s][i : i + self.block_size + 1], dtype=np.int64))
+            self.pos += 1
+        w = torch.from_numpy(np.stack(rows))
+        x, y = w[:, :-1], w[:, 1:]
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.contiguous(), y.contiguous()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass over the remaining full batches of the current epoch."""
+        while self.windows_per_rank - self.pos >= self.batch_size:
+            yield self.next_batch()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "rank": self.rank,
+                "world_size": self.world_size, "block_size": self.block_size, "num_windows": len(self.starts),
+                "shuffle": self.shuffle}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("seed", "world_size", "block_size", "num_windows", "shuffle"):
+            mine = len(self.starts) if key == "num_windows" else getattr(self, key)
+            if state[key] != mine:
+                raise ValueError(f"loader state has {key}={state[key]!r} but this loader has {mine!r}")
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._order = self._epoch_order(self.epoch)
+
+
+def num_batches_for(tokens: int, block_size: int, batch_size: int) -> int:
+    """How many full batches a split of ``tokens`` tokens gives (one rank, one epoch)."""
+    return ((tokens - 1) // block_size) // batch_size if tokens > block_size else 0
