@@ -1,0 +1,1 @@
+"""Helper scripts for maintaining the book (not part of gpt2lib)."""

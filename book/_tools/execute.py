@@ -1,0 +1,56 @@
+"""Execute chapters in place, the way CI does (one thread, offline data mirror), and time them.
+
+    python book/_tools/execute.py book/model.ipynb [more.ipynb ...]
+    python book/_tools/execute.py --all
+
+Run it after editing a chapter, then check it with ``python -m pytest --nbval book/<nb>.ipynb -p no:xdist``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sync_notebooks import ROOT, chapter_notebooks, repository_url, sync  # noqa: E402
+
+
+def execute(path: Path, timeout: int = 600) -> float:
+    """Run every cell of ``path`` in a fresh kernel (cwd = the notebook's folder); return seconds taken."""
+    sync(path, repository_url())
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - start
+    for cell in nb.cells:  # keep diffs small: no execution timestamps
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--all", action="store_true", help="every chapter in _toc.yml")
+    args = parser.parse_args(argv)
+    shared = ROOT.parent / "shared"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if (shared / "data").is_dir():
+        os.environ.setdefault("GPT2LIB_DATA_MIRROR", str(shared / "data"))
+    if (shared / "tiktoken_cache").is_dir():
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(shared / "tiktoken_cache"))
+    paths = chapter_notebooks() if args.all else [p.resolve() for p in args.notebooks]
+    for path in paths:
+        print(f"{path.relative_to(ROOT)}: {execute(path):.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
