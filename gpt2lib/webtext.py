@@ -1,0 +1,566 @@
+"""WebText at laptop scale: the data pipeline of GPT-2 §2.1 as small composable stages.
+
+"we scraped all outbound links from Reddit ... which received at least 3 karma ... WebText, contains the
+text subset of these 45 million links. To extract the text from HTML responses we use a combination of
+the Dragnet and Newspaper content extractors ... after de-duplication and some heuristic based cleaning
+contains slightly over 8 million documents for a total of 40 GB of text. We removed all Wikipedia
+documents from WebText" (Radford et al. 2019, §2.1).
+
+A :class:`Stage` is a name and a function of one item that returns the (possibly new) item,
+``Drop(reason)``, or ``Keep(item, note)`` (kept, with something worth counting, e.g. "decoded as
+cp1252"). :func:`run_pipeline` chains stages lazily over any iterator and fills one
+:class:`StageReport` per stage: items seen, kept, dropped by reason, notes. Pure stages (the default)
+may run in a local ``ProcessPoolExecutor`` on chunks of items; output order is always input order.
+Stateful stages (``pure=False``: de-duplication) run in the parent process and see every item in order.
+
+The link stages, in the paper's order::
+
+    parse_link -> min_karma(3) -> normalize -> DedupLinks -> exclude_wikipedia -> drop_non_html
+
+then (after fetching, which this offline book does not do) ``html_to_text`` and the document stages
+``drop_empty -> clean_boilerplate -> length_filter -> alpha_filter -> english_filter`` and exact /
+near-duplicate removal (:mod:`gpt2lib.dedup`), and finally token shards (:func:`write_shards`).
+
+Bad input. A malformed NDJSON line (not JSON, not an object, missing ``u``/``k``, non-integer karma,
+not UTF-8) is *dropped with a reason and counted*, not raised: a crawl of 45M links always has a few
+broken lines and one must not stop the run, but the report makes them visible. An empty document is
+dropped as "empty". Non-UTF-8 HTML is decoded by :func:`gpt2lib.extract.decode_html` (declared
+charset, then fallback) and the fallback is counted as a note.
+
+Non-HTML links (:func:`drop_non_html`) are recognised by the file extension of the URL path only
+(``.jpg``, ``.pdf``, ``.mp4``, ``.zip``, ...; see ``NON_HTML_EXTENSIONS``); no request is made. A URL
+without an extension, or with ``.html``/``.php``/..., is kept. Pages that serve a video or image
+without such an extension (YouTube, imgur pages) pass this stage; the text filters catch most of them.
+
+Scaling out (the real 45M links). Every pure stage is a plain top-level function of one item, so it can
+be mapped unchanged by any distributed engine; only the de-duplication stages need a global view:
+
+- Ray Data: ``ds = ray.data.read_json(paths)``; ``ds.map_batches(lambda b: apply_stages(b, stages))``
+  for the pure stages (one task per block, on every node), then exact dedup as
+  ``ds.groupby(key).map_groups(first)``, near dedup by computing MinHash signatures in ``map_batches``
+  and grouping by LSH band (each band value a group key), keeping the smallest id per connected group.
+- Spark: ``rdd.mapPartitions(lambda it: run_pipeline(stages, it))`` for the pure stages (a partition is
+  a chunk), ``reduceByKey`` on the normalised URL or text hash for exact dedup, and the same band-key
+  ``groupByKey`` for near dedup. Reports become accumulators (or a ``Counter`` per partition, summed).
+- Dask bag: ``db.read_text(paths).map_partitions(...)`` then ``foldby`` on the dedup key.
+
+The local :func:`run_pipeline` with ``workers > 1`` is the same shape at one-machine scale: chunks are
+partitions, the process pool is the cluster, and reports are summed per stage.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+# ------------------------------------------------------------------------------ the stage model
+
+
+class Drop(NamedTuple):
+    """Returned by a stage function to drop the item, with a short reason (a report key)."""
+
+    reason: str
+
+
+class Keep(NamedTuple):
+    """Returned by a stage function to keep ``item`` and count ``note`` in the report."""
+
+    item: Any
+    note: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named function of one item -> item | Drop | Keep. ``pure`` stages may run in worker processes
+    (the function must then be picklable: a top-level function or a ``functools.partial`` of one)."""
+
+    name: str
+    fn: Callable[[Any], Any]
+    pure: bool = True
+
+
+@dataclass
+class StageReport:
+    """What one stage did: items seen and kept, drops by reason, notes on kept items."""
+
+    name: str
+    seen: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)
+
+    def add(self, other: "StageReport") -> None:
+        self.seen += other.seen
+        self.kept += other.kept
+        self.dropped.update(other.dropped)
+        self.notes.update(other.notes)
+
+    def __str__(self) -> str:
+        drops = ", ".join(f"{r}: {n}" for r, n in self.dropped.most_common()) or "-"
+        return f"{self.name}: kept {self.kept}/{self.seen} (dropped {drops})"
+
+
+def _apply(fns: Sequence[Callable[[Any], Any]], names: Sequence[str], chunk: list) -> tuple[list, list[StageReport]]:
+    """Run consecutive stage functions over one chunk; returns kept items and a report per stage."""
+    reports = [StageReport(n) for n in names]
+    items = chunk
+    for fn, rep in zip(fns, reports):
+        out = []
+        for item in items:
+            rep.seen += 1
+            res = fn(item)
+            if isinstance(res, Drop):
+                rep.dropped[res.reason] += 1
+                continue
+            if isinstance(res, Keep):
+                rep.notes[res.note] += 1
+                res = res.item
+            rep.kept += 1
+            out.append(res)
+        items = out
+    return items, reports
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class PipelineRun:
+    """Iterate it for the surviving items (lazily); ``reports`` fills in as items flow through."""
+
+    def __init__(self, stages: Sequence[Stage], items: Iterable, workers: int, chunk_size: int):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        self.stages = list(stages)
+        self.reports = [StageReport(s.name) for s in self.stages]
+        self._items, self._workers, self._chunk = items, workers, chunk_size
+
+    def _segments(self) -> list[tuple[int, int, bool]]:
+        """Maximal runs [start, end) of stages with the same purity."""
+        segs: list[tuple[int, int, bool]] = []
+        for i, s in enumerate(self.stages):
+            if segs and segs[-1][2] == s.pure:
+                segs[-1] = (segs[-1][0], i + 1, s.pure)
+            else:
+                segs.append((i, i + 1, s.pure))
+        return segs
+
+    def _run_segment(self, chunks: Iterator[list], start: int, end: int, pool) -> Iterator[list]:
+        fns = [s.fn for s in self.stages[start:end]]
+        names = [s.name for s in self.stages[start:end]]
+        if pool is None:
+            results = (_apply(fns, names, c) for c in chunks)
+        else:
+            results = _ordered_map(pool, partial(_apply, fns, names), chunks, window=2 * self._workers)
+        for items, reports in results:
+            for total, rep in zip(self.reports[start:end], reports):
+                total.add(rep)
+            yield items
+
+    def __iter__(self) -> Iterator:
+        pool = ProcessPoolExecutor(self._workers) if self._workers > 1 else None
+        try:
+            chunks: Iterator[list] = _chunks(self._items, self._chunk)
+            for start, end, pure in self._segments():
+                chunks = self._run_segment(chunks, start, end, pool if pure else None)
+            for chunk in chunks:
+                yield from chunk
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+
+    def summary(self) -> str:
+        return "\n".join(str(r) for r in self.reports)
+
+
+def _ordered_map(pool: ProcessPoolExecutor, fn: Callable, items: Iterator, window: int) -> Iterator:
+    """Like ``pool.map`` but lazy: at most ``window`` tasks in flight, results in input order."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def run_pipeline(stages: Sequence[Stage], items: Iterable, *, workers: int = 0, chunk_size: int = 256) -> PipelineRun:
+    """Compose ``stages`` over ``items`` lazily. ``workers > 1`` runs pure stages in a process pool;
+    the output and the reports are identical for any ``workers`` and ``chunk_size``."""
+    return PipelineRun(stages, items, workers, chunk_size)
+
+
+# ------------------------------------------------------------------------------ Reddit links
+
+
+@dataclass(frozen=True)
+class Link:
+    """An outbound Reddit link: ``url``, ``subreddit`` and the submission's ``karma`` (score)."""
+
+    url: str
+    subreddit: str
+    karma: int
+
+
+def read_lines(path: str | Path) -> Iterator[bytes]:
+    """Raw lines of a (gzip) NDJSON file, as bytes, so that decoding errors become pipeline drops."""
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                yield line
+
+
+def parse_link(line: bytes | str) -> Link | Drop:
+    """One NDJSON line ``{"u": url, "r": subreddit, "k": karma}`` -> :class:`Link`, or a Drop."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return Drop("malformed: not utf-8")
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return Drop("malformed: not json")
+    if not isinstance(obj, dict):
+        return Drop("malformed: not an object")
+    url, karma = obj.get("u"), obj.get("k")
+    if not isinstance(url, str) or not url.strip():
+        return Drop("malformed: no url")
+    if isinstance(karma, bool) or not isinstance(karma, int):
+        return Drop("malformed: karma not an integer")
+    return Link(url.strip(), str(obj.get("r", "")), karma)
+
+
+def min_karma(link: Link, k: int = 3) -> Link | Drop:
+    """WebText's quality signal: keep links whose submission received at least ``k`` karma."""
+    return link if link.karma >= k else Drop(f"karma < {k}")
+
+
+TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_ga", "igshid", "yclid"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNRESERVED = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _normalize_escapes(s: str) -> str:
+    """Percent-escapes of unreserved characters are decoded, others upper-cased (RFC 3986 §6.2.2)."""
+    def fix(m: re.Match) -> str:
+        ch = chr(int(m.group(1), 16))
+        return ch if ch.isascii() and (ch.isalnum() or ch in "-._~") else "%" + m.group(1).upper()
+    return _UNRESERVED.sub(fix, s)
+
+
+def normalize_url(url: str) -> str | None:
+    """Canonical form of an http(s) URL, or None if it is not one. Rules (all documented heuristics):
+
+    scheme and host lower-case; a leading ``www.`` and a trailing ``.`` of the host removed; default
+    ports (:80, :443) removed; the fragment removed; tracking query parameters (``utm_*`` and
+    ``TRACKING_PARAMS``) removed, the others kept in order; percent-escapes normalised; an empty path
+    becomes ``/`` and a trailing ``/`` of a non-root path is removed (``/a/`` and ``/a`` are one page on
+    almost every site, though HTTP does not promise it).
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    if host.startswith("www."):
+        host = host[4:]
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    path = _normalize_escapes(parts.path) or "/"
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS]
+    return urlunsplit((scheme, netloc, path, urlencode(query, quote_via=quote, safe="/:@!$'()*,;"), ""))
+
+
+def normalize(link: Link) -> Link | Drop:
+    """Stage: replace the URL by :func:`normalize_url`; drop what is not an http(s) URL."""
+    url = normalize_url(link.url)
+    return replace(link, url=url) if url else Drop("not an http(s) url")
+
+
+class DedupLinks:
+    """Stateful stage function: keep the first link of each normalised URL (http and https count
+    as one). Use as ``Stage("dedup urls", DedupLinks(), pure=False)``."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, link: Link) -> Link | Drop:
+        key = link.url.split("://", 1)[-1]
+        if key in self.seen:
+            return Drop("duplicate url")
+        self.seen.add(key)
+        return link
+
+
+def host_of(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
+def exclude_wikipedia(link: Link) -> Link | Drop:
+    """"We removed all Wikipedia documents from WebText" (§2.1): any host ``*.wikipedia.org``,
+    including mobile (``en.m.wikipedia.org``) and ``wikipedia.org`` itself."""
+    host = host_of(link.url)
+    return Drop("wikipedia") if host == "wikipedia.org" or host.endswith(".wikipedia.org") else link
+
+
+NON_HTML_EXTENSIONS = {
+    "image": {"jpg", "jpeg", "png", "gif", "bmp", "svg", "webp", "tif", "tiff", "ico", "heic"},
+    "document": {"pdf", "doc", "docx", "ppt", "pptx", "xls", "xlsx", "odt", "ps", "eps", "rtf", "csv"},
+    "video": {"mp4", "avi", "mov", "wmv", "flv", "mkv", "webm", "mpg", "mpeg", "m4v", "swf", "gifv"},
+    "audio": {"mp3", "wav", "ogg", "flac", "m4a", "aac", "wma", "mid", "midi"},
+    "archive": {"zip", "tar", "gz", "tgz", "bz2", "xz", "7z", "rar"},
+    "binary": {"exe", "dmg", "msi", "apk", "deb", "rpm", "iso", "bin", "jar", "torrent"},
+}
+_KIND_OF_EXT = {ext: kind for kind, exts in NON_HTML_EXTENSIONS.items() for ext in exts}
+
+
+def drop_non_html(link: Link) -> Link | Drop:
+    """Drop links whose path ends in a non-HTML file extension (see the module docstring)."""
+    path = unquote(urlsplit(link.url).path)
+    last = path.rsplit("/", 1)[-1]
+    ext = last.rsplit(".", 1)[-1].lower() if "." in last else ""
+    kind = _KIND_OF_EXT.get(ext)
+    return Drop(f"non-html: {kind}") if kind else link
+
+
+def link_stages(karma: int = 3) -> list[Stage]:
+    """The link half of §2.1, in order. Stateful stages are fresh objects on every call."""
+    return [
+        Stage("parse", parse_link),
+        Stage(f"karma >= {karma}", partial(min_karma, k=karma)),
+        Stage("normalize url", normalize),
+        Stage("dedup urls", DedupLinks(), pure=False),
+        Stage("no wikipedia", exclude_wikipedia),
+        Stage("html only", drop_non_html),
+    ]
+
+
+def reddit_link_lines(months: Sequence[str] = ("2005-12", "2006-12")) -> Iterator[bytes]:
+    """Raw lines of the book's Reddit link files (``reddit-links-<month>`` via gpt2lib.datasets)."""
+    from gpt2lib.datasets import download
+
+    for month in months:
+        yield from read_lines(download(f"reddit-links-{month}", progress=False))
+
+
+# ------------------------------------------------------------------------------ documents
+
+
+@dataclass(frozen=True)
+class Document:
+    """A web document: an ``id`` (URL or sample id), its ``text`` and, where known, its ``url``."""
+
+    id: str
+    text: str
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Page:
+    """A fetched page: raw HTML bytes and the charset its HTTP header declared (if any)."""
+
+    url: str
+    html: bytes
+    declared_charset: str | None = None
+
+
+def html_to_text(page: Page, extractor: Callable[[str], str] | None = None) -> Document | Keep | Drop:
+    """Stage: decode (counting non-UTF-8 pages as notes) and extract the main text.
+
+    ``extractor`` defaults to :func:`gpt2lib.extract.extract_text`; pass e.g.
+    :func:`gpt2lib.extract.extract_trafilatura` (a top-level function, so the stage stays picklable).
+    """
+    from gpt2lib.extract import decode_html, extract_text
+
+    decoded = decode_html(page.html, page.declared_charset)
+    text = (extractor or extract_text)(decoded.text)
+    if not text.strip():
+        return Drop("no main text")
+    doc = Document(page.url, text, page.url)
+    return doc if decoded.how == "utf-8" else Keep(doc, f"decoded: {decoded.how} ({decoded.encoding})")
+
+
+def drop_empty(doc: Document) -> Document | Drop:
+    return doc if doc.text.strip() else Drop("empty")
+
+
+BOILERPLATE = re.compile(
+    r"all rights reserved|©|\(c\) ?\d{4}|(about|uses?|accept) cookies|cookie (policy|settings)|privacy policy|terms of (use|service)|newsletter|"
+    r"subscribe|sign (up|in)|log ?in\b|share (this|on)|click here|follow us|advertisement|read more|"
+    r"enable javascript|loading\.\.\.|skip to (main )?content|related (posts|articles|stories)",
+    re.IGNORECASE,
+)
+
+
+def clean_boilerplate(doc: Document, max_words: int = 15) -> Document | Keep | Drop:
+    """Remove short lines (at most ``max_words`` words) that match ``BOILERPLATE`` (cookie banners,
+    share buttons, copyright lines). Long lines are prose that merely mentions such words: kept."""
+    lines = doc.text.split("\n")
+    kept = [ln for ln in lines if not (len(ln.split()) <= max_words and BOILERPLATE.search(ln))]
+    if len(kept) == len(lines):
+        return doc
+    text = "\n".join(kept).strip()
+    if not text:
+        return Drop("only boilerplate")
+    return Keep(replace(doc, text=text), "boilerplate lines removed")
+
+
+def length_filter(doc: Document, min_words: int = 20, max_words: int = 100_000) -> Document | Drop:
+    n = len(doc.text.split())
+    if n < min_words:
+        return Drop(f"< {min_words} words")
+    return Drop(f"> {max_words} words") if n > max_words else doc
+
+
+def alpha_fraction(text: str) -> float:
+    """Fraction of the non-space characters that are letters (any script)."""
+    chars = [c for c in text if not c.isspace()]
+    return sum(c.isalpha() for c in chars) / len(chars) if chars else 0.0
+
+
+def alpha_filter(doc: Document, min_fraction: float = 0.7) -> Document | Drop:
+    """Drop tables of numbers, code and symbol soup: fewer than ``min_fraction`` letters."""
+    return doc if alpha_fraction(doc.text) >= min_fraction else Drop(f"alpha < {min_fraction}")
+
+
+STOP_WORDS = frozenset(
+    "the of and to a in is that it for on with as was be by this are at from or an have not but his her "
+    "they he she i you we their has had were been which will would there all one so if can what its".split()
+)
+
+
+def stop_word_ratio(text: str) -> float:
+    """Fraction of whitespace tokens (lower-cased, edge punctuation stripped) in ``STOP_WORDS``."""
+    words = [w.strip(".,;:!?\"'()[]").lower() for w in text.split()]
+    return sum(w in STOP_WORDS for w in words) / len(words) if words else 0.0
+
+
+def english_filter(doc: Document, min_ratio: float = 0.1) -> Document | Drop:
+    """A language-ish filter: English prose has ~30% stop words (the WebText sample's median is 0.31);
+    other languages, lists of names and keyword spam have few. Not a language identifier."""
+    return doc if stop_word_ratio(doc.text) >= min_ratio else Drop("not english-like")
+
+
+def clean_stages(min_words: int = 20, min_alpha: float = 0.7, min_stop: float = 0.1) -> list[Stage]:
+    """The heuristic cleaning of §2.1 (our reading of "some heuristic based cleaning")."""
+    return [
+        Stage("not empty", drop_empty),
+        Stage("boilerplate lines", clean_boilerplate),
+        Stage("length", partial(length_filter, min_words=min_words)),
+        Stage("alphabetic", partial(alpha_filter, min_fraction=min_alpha)),
+        Stage("english-like", partial(english_filter, min_ratio=min_stop)),
+    ]
+
+
+def read_webtext_sample(limit: int | None = None) -> Iterator[Document]:
+    """The first 1408 WebText training documents (OpenAI's gpt-2-output-dataset), as Documents.
+
+    Unfiltered web text: when showing one, choose it deliberately (see the data README)."""
+    from gpt2lib.datasets import download
+
+    with open(download("webtext-sample", progress=False), encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if limit is not None and i >= limit:
+                break
+            obj = json.loads(line)
+            yield Document(f"webtext-{obj['id']}", obj["text"])
+
+
+def write_shards(docs: Iterable[Document], out_dir: str | Path, tokenizer=None, **kwargs) -> dict:
+    """Token shards of the cleaned documents via :func:`gpt2lib.data.prepare` (GPT-2 BPE by default)."""
+    from gpt2lib.data import prepare
+
+    if tokenizer is None:
+        from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+        tokenizer = get_gpt2_tokenizer()
+    kwargs.setdefault("progress", False)
+    return prepare([d.text for d in docs], out_dir, tokenizer, **kwargs)
+
+
+# ------------------------------------------------------------------------------ domain statistics
+
+# Two-level public suffixes common in WebText; a heuristic stand-in for the Public Suffix List.
+_SECOND_LEVEL = {"co", "com", "org", "net", "ac", "gov", "edu", "ne", "or", "go", "gob", "nic", "ltd", "plc"}
+
+
+def domain_label(url_or_host: str) -> str:
+    """The registered name without its public suffix, as in OpenAI's ``domains.txt``:
+    ``news.bbc.co.uk`` -> ``bbc``, ``foo.blogspot.com`` -> ``blogspot``, ``www.nytimes.com`` -> ``nytimes``.
+    """
+    host = host_of(url_or_host) if "/" in url_or_host else url_or_host.lower().rstrip(".")
+    labels = [x for x in host.split(".") if x]
+    if len(labels) >= 3 and labels[-2] in _SECOND_LEVEL and len(labels[-1]) == 2:
+        return labels[-3]
+    return labels[-2] if len(labels) >= 2 else (labels[0] if labels else "")
+
+
+def domain_counts(urls: Iterable[str]) -> Counter:
+    """How many URLs fall in each :func:`domain_label`."""
+    return Counter(domain_label(u) for u in urls)
+
+
+def read_top_domains(path: str | Path | None = None) -> list[tuple[str, int]]:
+    """GPT-2's published top-1000 WebText domains as [(domain, count)], most frequent first.
+
+    One published line (rank 217, count 20068) has a count but no domain; it is kept as ``""``."""
+    if path is None:
+        from gpt2lib.datasets import download
+
+        path = download("webtext-top1000-domains", progress=False)
+    out = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) not in (1, 2) or not parts[0].isdigit():
+            raise ValueError(f"{path}:{n}: expected 'count domain', got {line!r}")
+        out.append((parts[1] if len(parts) == 2 else "", int(parts[0])))
+    return out
+
+
+@dataclass(frozen=True)
+class DomainComparison:
+    """How a link sample's domains relate to the published top-1000 list."""
+
+    n_links: int
+    n_domains: int
+    covered_links: float  # fraction of the sample's links whose domain is in the top-1000
+    shared_top: list[tuple[str, int, int]]  # (domain, sample count, published rank), by sample count
+
+
+def compare_domains(sample: Counter, published: Sequence[tuple[str, int]], top: int = 20) -> DomainComparison:
+    rank = {d: i + 1 for i, (d, _) in enumerate(published)}
+    n = sum(sample.values())
+    covered = sum(c for d, c in sample.items() if d in rank)
+    shared = [(d, c, rank[d]) for d, c in sample.most_common() if d in rank][:top]
+    return DomainComparison(n, len(sample), covered / n if n else 0.0, shared)
