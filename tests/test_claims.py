@@ -268,3 +268,43 @@ def test_vocabulary_is_50257_bytes_plus_merges_plus_eot(data_mirror):
     tok = get_gpt2_tokenizer()
     assert 256 + len(merges) + 1 == reference.n_vocab == tok.n_vocab == GPT2Config().vocab_size == 50257
     assert tok.eot == reference.eot_token == 50256
+
+
+def test_pretokenizer_separates_letters_from_punctuation_and_keeps_leading_space():
+    """§2.2: no merge crosses a character category ("dog." is "dog" + "."), a space stays glued to the word after it,
+    exactly as the released encoder's regex (openai/gpt-2 src/encoder.py, typed here as the reference) splits."""
+    import regex
+
+    from gpt2lib.bpe import GPT2_SPLIT_PATTERN
+
+    released = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+    ours = regex.compile(GPT2_SPLIT_PATTERN)
+    text = "My dog. Your dog! Their dog? It's 2019, isn't it?  Yes:\tdogs' 42dogs"
+    assert ours.findall(text) == released.findall(text)
+    assert ours.findall("dog. dog! dog?") == ["dog", ".", " dog", "!", " dog", "?"]
+
+
+def test_byte_level_base_vocabulary_is_256_and_covers_any_string():
+    """§2.2: with no merges, byte-level BPE has 256 base tokens (+ <|endoftext|>), the byte<->unicode map is a
+    bijection onto printable characters, and every Unicode string (emoji, CJK, controls, lone surrogates are not
+    text) encodes to base tokens and decodes back exactly."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gpt2lib.bpe import BytePairTokenizer, bytes_to_unicode
+
+    mapping = bytes_to_unicode()
+    assert sorted(mapping) == list(range(256))
+    assert len(set(mapping.values())) == 256 and all(ch.isprintable() and not ch.isspace() for ch in mapping.values())
+    tok = BytePairTokenizer()
+    assert tok.n_vocab == 257 and tok.eot == 256
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+    def roundtrip(text):
+        ids = tok.encode(text)
+        assert all(0 <= i < 256 for i in ids) and len(ids) == len(text.encode("utf-8"))
+        assert tok.decode(ids) == text
+
+    roundtrip()
+    assert tok.decode(tok.encode("日本語 🐕 dog\u0000\x7f")) == "日本語 🐕 dog\u0000\x7f"
