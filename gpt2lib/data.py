@@ -26,9 +26,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["prepare", "TokenShards", "TokenLoader", "split_documents", "dtype_for_vocab", "META_FILE"]
+__all__ = ["prepare", "TokenShards", "TokenLoader", "split_documents", "dtype_for_vocab", "load_tokenizer",
+           "META_FILE"]
 
 META_FILE = "meta.json"
+TOKENIZER_FILE = "tokenizer.json"
 FORMAT = "gpt2lib-tokens-v1"
 
 
@@ -192,8 +194,26 @@ def prepare(
             "bytes": sum(len(d.encode("utf-8")) for d in split_docs),
             "shards": writer.shards,
         }
+    if callable(getattr(tokenizer, "save", None)):  # a trained BPE travels with its shards
+        tokenizer.save(out / TOKENIZER_FILE)
     _atomic_write_bytes(out / META_FILE, json.dumps(meta, indent=1).encode())
     return meta
+
+
+def load_tokenizer(data_dir: str | os.PathLike):
+    """The tokenizer a ``prepare`` folder was made with: its saved ``tokenizer.json`` (a trained
+    :class:`gpt2lib.bpe.BytePairTokenizer`), else the GPT-2 tokenizer if the metadata names it."""
+    data_dir = Path(data_dir)
+    if (data_dir / TOKENIZER_FILE).is_file():
+        from gpt2lib.bpe import BytePairTokenizer
+
+        return BytePairTokenizer.load(data_dir / TOKENIZER_FILE)
+    meta = json.loads((data_dir / META_FILE).read_text())
+    if meta["tokenizer"] == "gpt2":
+        from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+        return get_gpt2_tokenizer()
+    raise FileNotFoundError(f"{data_dir} has no {TOKENIZER_FILE} and its tokenizer {meta['tokenizer']!r} is not gpt2")
 
 
 # --- reading -------------------------------------------------------------------------------------------
