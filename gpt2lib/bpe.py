@@ -146,9 +146,7 @@ class BytePairTokenizer:
                     if b is not None and pair_rank.get((a, b), _NO_RANK) > i:
                         pair_rank[(a, b)] = i
         self._pair_rank = pair_rank
-        # id -> bytes, then one None per id so that negative ids (-1 .. -n_vocab) fail in decode
-        table: list[bytes | None] = self.vocab + [s.encode("utf-8") for s in self._specials_by_id()]
-        self._decoder = table + [None] * len(table)
+        self._decoder = self.vocab + [s.encode("utf-8") for s in self._specials_by_id()]  # id -> bytes
         self._cache: dict[str, list[int]] = {}
 
     def _specials_by_id(self) -> list[str]:
@@ -264,8 +262,11 @@ class BytePairTokenizer:
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Concatenate the bytes of each id (special tokens give their UTF-8 text)."""
         ids = ids if isinstance(ids, (list, tuple)) else list(ids)
-        try:  # a negative id lands on a None pad entry, so join raises TypeError: no min() pass
-            return b"".join(map(self._decoder.__getitem__, ids))
+        try:
+            data = b"".join(map(self._decoder.__getitem__, ids))
+            if ids and min(ids) < 0:  # a list index would wrap around; an id must not
+                raise IndexError
+            return data
         except (IndexError, TypeError):
             self._raise_bad_id(ids)
             raise

@@ -1,0 +1,249 @@
+"""GPT-2 §2.2, educational path: a pure-Python byte-level BPE that, loaded with GPT-2's files,
+gives tiktoken's ids on every input, and that learns merges we can check by hand."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpt2lib.bpe import GPT2_SPLIT_PATTERN, BytePairTokenizer, bytes_to_unicode
+from gpt2lib.tokenizer import get_gpt2_tokenizer
+from tokenizer_corpus import EDGE_CASES, mirror_documents, tricky_text
+
+EOT = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def ref() -> tiktoken.Encoding:
+    return tiktoken.get_encoding("gpt2")
+
+
+@pytest.fixture(scope="module")
+def gpt2_bpe(data_mirror: Path) -> BytePairTokenizer:
+    """Built from OpenAI's released encoder.json and vocab.bpe."""
+    return BytePairTokenizer.from_gpt2_files(data_mirror / "gpt2/encoder.json", data_mirror / "gpt2/vocab.bpe")
+
+
+@pytest.fixture(scope="module")
+def shakespeare(data_mirror: Path) -> str:
+    return (data_mirror / "tinyshakespeare/input.txt").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- GPT-2's building blocks
+def test_bytes_to_unicode_is_gpt2s_printable_alphabet():
+    """256 distinct visible characters; printable ASCII maps to itself, space to 'Ġ', newline to 'Ċ'."""
+    m = bytes_to_unicode()
+    assert sorted(m) == list(range(256))
+    assert len(set(m.values())) == 256
+    assert all(ch.isprintable() and not ch.isspace() for ch in m.values())
+    assert all(m[b] == chr(b) for b in range(ord("!"), ord("~") + 1))
+    assert (m[ord(" ")], m[ord("\n")], m[0]) == ("Ġ", "Ċ", "Ā")
+
+
+def test_split_pattern_gives_tiktokens_pre_tokens(ref, data_mirror):
+    import regex
+
+    text = "\n".join(EDGE_CASES) + (data_mirror / "webtext/webtext.train.first1408.jsonl").read_text()[:200_000]
+    assert regex.findall(GPT2_SPLIT_PATTERN, text) == regex.findall(ref._pat_str, text)
+    assert regex.findall(GPT2_SPLIT_PATTERN, "I'm DON'T  go\n\n") == ["I", "'m", " DON", "'", "T", " ", " go", "\n\n"]
+
+
+def test_single_byte_ids_follow_gpt2s_order_not_byte_order(gpt2_bpe, ref):
+    for b in range(256):
+        assert gpt2_bpe.vocab.index(bytes([b])) == ref.encode_single_token(bytes([b]))
+    assert gpt2_bpe.vocab[0] == b"!" and gpt2_bpe.vocab[ref.encode_ordinary(" ")[0]] == b" "
+
+
+def test_gpt2_vocab_merges_and_constants(gpt2_bpe, ref):
+    assert (gpt2_bpe.n_vocab, gpt2_bpe.eot, gpt2_bpe.name) == (50257, 50256, "gpt2")
+    assert all(gpt2_bpe.vocab[i] == ref.decode_single_token_bytes(i) for i in range(0, 50256, 7))
+    merges = gpt2_bpe.merges  # recovered from the vocabulary; GPT-2's first merge is "Ġ t"
+    assert len(merges) == 50000
+    assert gpt2_bpe.vocab[merges[0][0]] + gpt2_bpe.vocab[merges[0][1]] == b" t" == gpt2_bpe.vocab[256]
+
+
+# ---------------------------------------------------------------- identical ids to tiktoken
+@pytest.mark.slow
+def test_encode_equals_tiktoken_on_every_mirror_document(gpt2_bpe, ref, data_mirror):
+    for name, docs in mirror_documents(data_mirror).items():
+        ids = gpt2_bpe.encode_batch(docs)
+        assert ids == ref.encode_ordinary_batch(docs), name
+        assert [gpt2_bpe.decode_bytes(x) for x in ids[:300]] == [ref.decode_bytes(x) for x in ids[:300]], name
+
+
+def test_from_tiktoken_encoding_equals_tiktoken(ref, data_mirror):
+    bpe = BytePairTokenizer.from_tiktoken(ref)
+    docs = mirror_documents(data_mirror)["webtext"][:300]
+    assert bpe.encode_batch(docs, allowed_special="all") == [ref.encode(d, allowed_special="all") for d in docs]
+
+
+@pytest.mark.parametrize("text", EDGE_CASES)
+def test_encode_equals_tiktoken_on_edge_cases(gpt2_bpe, ref, text):
+    assert gpt2_bpe.encode(text) == ref.encode_ordinary(text)
+    assert gpt2_bpe.encode(text, allowed_special="all") == ref.encode(text, allowed_special="all")
+    assert gpt2_bpe.decode(gpt2_bpe.encode(text)) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text() | tricky_text)
+def test_educational_equals_fast_path_and_round_trips(gpt2_bpe, text):
+    ids = gpt2_bpe.encode(text)
+    assert ids == get_gpt2_tokenizer().encode(text)
+    assert gpt2_bpe.decode(ids) == text
+
+
+def test_lone_surrogate_is_replaced_like_tiktoken(gpt2_bpe, ref):
+    assert gpt2_bpe.encode("x\udc80y") == ref.encode_ordinary("x\udc80y")
+
+
+def test_cache_does_not_change_results(gpt2_bpe, ref):
+    text = "the cache is warm; the cache is warm again"
+    gpt2_bpe.clear_cache()
+    cold = gpt2_bpe.encode(text)
+    assert cold == gpt2_bpe.encode(text) == ref.encode_ordinary(text)
+
+
+# ---------------------------------------------------------------- watching BPE
+def test_merge_steps_show_partitions_from_bytes_to_final_tokens(gpt2_bpe, ref):
+    steps = gpt2_bpe.merge_steps(" lower")
+    assert steps[0] == [" ", "l", "o", "w", "e", "r"]
+    assert steps[-1] == [ref.decode([i]) for i in ref.encode_ordinary(" lower")]
+    for before, after in zip(steps, steps[1:]):
+        assert len(after) == len(before) - 1 and "".join(after) == " lower"
+
+
+def test_visualise_and_explain(gpt2_bpe):
+    assert gpt2_bpe.visualise("Hello world!") == "Hello| world|!"
+    explained = gpt2_bpe.explain("the cat the")
+    assert list(explained) == ["the", " cat", " the"]
+    assert explained[" cat"][-1] == [" cat"]
+
+
+# ---------------------------------------------------------------- training
+def test_training_reproduces_hand_worked_merges():
+    """ "aaabdaaabac" is one pre-token. Pair counts: aa=4, ab=2, others 1 -> merge aa (256).
+    Now Z a b d Z a b a c (Z=aa): Za=2 and ab=2 tie; the smaller pair (97,98) wins -> ab (257).
+    Now Z Y d Z Y a c: ZY=2 -> (256,257) = "aaab" (258). Then all pairs count 1; the smallest is
+    (97,99) = "ac" (259). <|endoftext|> comes last (260)."""
+    tok = BytePairTokenizer().train("aaabdaaabac", vocab_size=256 + 4 + 1)
+    assert tok.merges == [(97, 97), (97, 98), (256, 257), (97, 99)]
+    assert tok.vocab[256:] == [b"aa", b"ab", b"aaab", b"ac"]
+    assert (tok.n_vocab, tok.eot) == (261, 260)
+    assert tok.encode("aaabdaaabac") == [258, ord("d"), 258, 259]
+
+
+def test_training_never_merges_across_pre_tokens():
+    """ "ab ab ab" pre-tokenizes to "ab" once and " ab" twice: ab=3 merges first (256), then
+    (" ", ab)=2 (257). No pair is left (nothing spans "b "), so training stops early and says so."""
+    with pytest.warns(UserWarning, match="no pairs left after 2 merges"):
+        tok = BytePairTokenizer().train("ab ab ab", vocab_size=256 + 3 + 1)
+    assert tok.merges == [(97, 98), (32, 256)]
+    assert tok.n_vocab == 259 and tok.eot == 258
+    assert tok.encode("ab ab", allowed_special="all") == [256, 257]
+
+
+def test_incremental_training_learns_the_same_merges_as_naive(shakespeare, data_mirror):
+    web = json.loads((data_mirror / "webtext/webtext.train.first1408.jsonl").read_text().splitlines()[3])["text"]
+    for text, size in [(shakespeare[:30_000], 256 + 200 + 1), (web[:15_000] + "日本語 😀😀", 256 + 150 + 1)]:
+        fast = BytePairTokenizer().train(text, size)
+        slow = BytePairTokenizer().train_naive(text, size)
+        assert fast.vocab == slow.vocab and fast.merges == slow.merges
+
+
+@settings(max_examples=30, deadline=None)
+@given(corpus=st.text(min_size=1, max_size=200) | tricky_text, text=st.text())
+def test_a_trained_tokenizer_round_trips_any_text(corpus, text):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = BytePairTokenizer().train(corpus, 256 + 20 + 1)
+        assert tok.merges == BytePairTokenizer().train_naive(corpus, 256 + 20 + 1).merges
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_trained_tokenizer_compresses_its_training_text(shakespeare):
+    text = shakespeare[:50_000]
+    tok = BytePairTokenizer().train(text, 256 + 200 + 1)
+    assert len(tok.encode(text)) < 0.6 * len(text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------- save / load
+def test_save_load_round_trip_is_plain_json(tmp_path, shakespeare):
+    tok = BytePairTokenizer(name="shake").train(shakespeare[:30_000], 256 + 100 + 1)
+    path = tmp_path / "tok.json"
+    tok.save(path)
+    doc = json.loads(path.read_text(encoding="utf-8"))  # readable JSON, not pickle
+    assert doc["format"] == "gpt2lib-bpe" and len(doc["vocab"]) == 356
+    loaded = BytePairTokenizer.load(path)
+    assert (loaded.vocab, loaded.special_tokens, loaded.name) == (tok.vocab, tok.special_tokens, "shake")
+    sample = shakespeare[30_000:40_000]
+    assert loaded.encode(sample) == tok.encode(sample)
+    tok.save(path)  # overwriting works and leaves no temporary file behind
+    assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]
+
+
+def test_gpt2_tokenizer_survives_save_load(tmp_path, gpt2_bpe, ref):
+    gpt2_bpe.save(tmp_path / "gpt2.json")
+    loaded = BytePairTokenizer.load(tmp_path / "gpt2.json")
+    text = "Saved and loaded: GPT-2's vocabulary, intact. 日本語 <|endoftext|>"
+    assert loaded.encode(text, allowed_special="all") == ref.encode(text, allowed_special="all")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json at all", "not a gpt2lib-bpe JSON"),
+        ('{"format": "something-else"}', "wrong 'format'"),
+        ('{"format": "gpt2lib-bpe", "version": 99}', "unsupported"),
+        ('{"format": "gpt2lib-bpe", "version": 1, "name": "x", "pattern": "x", "special_tokens": {}}', "damaged"),
+        ('{"format": "gpt2lib-bpe", "version": 1, "name": "x", "pattern": "x", "special_tokens": {},'
+         ' "vocab": ["!!notbase64"]}', "damaged"),
+        ('{"format": "gpt2lib-bpe", "version": 1, "name": "x", "pattern": "x", "special_tokens": {},'
+         ' "vocab": ["YQ=="]}', "256 single bytes"),
+    ],
+)
+def test_loading_a_damaged_file_is_a_clear_value_error(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        BytePairTokenizer.load(path)
+
+
+def test_mismatched_gpt2_files_are_rejected(tmp_path, data_mirror):
+    lines = (data_mirror / "gpt2/vocab.bpe").read_text(encoding="utf-8").split("\n")
+    lines[1], lines[2] = lines[2], lines[1]  # swap the first two merges
+    (tmp_path / "vocab.bpe").write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(ValueError, match="merge 0"):
+        BytePairTokenizer.from_gpt2_files(data_mirror / "gpt2/encoder.json", tmp_path / "vocab.bpe")
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_input_errors(gpt2_bpe):
+    with pytest.raises(TypeError, match="bytes"):
+        gpt2_bpe.encode(b"bytes")
+    with pytest.raises(TypeError, match="single str"):
+        gpt2_bpe.encode_batch("abc")
+    assert gpt2_bpe.encode("") == [] and gpt2_bpe.decode([]) == ""
+    for bad in (50257, -1, -50258, -10**9):
+        with pytest.raises(ValueError, match=str(bad)):
+            gpt2_bpe.decode([100, bad])
+    with pytest.raises(TypeError, match="float"):
+        gpt2_bpe.decode([100, 1.0])
+    with pytest.raises(ValueError, match="unknown special"):
+        gpt2_bpe.encode("x", allowed_special={"<|nope|>"})
+    with pytest.raises(ValueError, match="vocab_size"):
+        BytePairTokenizer().train("abc", 100)
+    with pytest.raises(TypeError, match="vocab_size"):
+        BytePairTokenizer().train("abc", 300.0)
+
+
+def test_partial_character_decoding_follows_errors_argument(gpt2_bpe):
+    ids = gpt2_bpe.encode("😀")
+    assert gpt2_bpe.decode(ids[:1]) == "\ufffd"
+    with pytest.raises(UnicodeDecodeError):
+        gpt2_bpe.decode(ids[:1], errors="strict")
+    assert gpt2_bpe.decode_bytes(ids[:1]) == "😀".encode()[: len(gpt2_bpe.decode_bytes(ids[:1]))]
