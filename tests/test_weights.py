@@ -1,0 +1,234 @@
+"""Specification of weight loading/saving (gpt2lib.weights) against `transformers.GPT2LMHeadModel`.
+
+The reference models are built from configs with random weights: no downloads (HF_HUB_OFFLINE=1).
+"""
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from gpt2lib.model import GPT2, GPT2Config
+from gpt2lib.weights import config_from_hf, from_pretrained, load_state_dict, read_state_dict, save_pretrained
+
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+from transformers import GPT2Config as HFConfig  # noqa: E402
+from transformers import GPT2LMHeadModel, GPT2Model  # noqa: E402
+
+SMALL = dict(n_layer=2, n_head=4, n_embd=64, vocab_size=300, n_positions=48)
+ODD = dict(n_layer=3, n_head=3, n_embd=48, vocab_size=211, n_positions=40, n_inner=100, layer_norm_epsilon=1e-6)
+
+
+def hf_model(seed: int = 0, attn: str = "eager", **cfg) -> GPT2LMHeadModel:
+    """A reference model with random weights. The init std is 0.1 unless given: with GPT-2's 0.02 the
+    activations of a small random model are so small that e.g. exact-vs-tanh GELU hides below 1e-4."""
+    torch.manual_seed(seed)
+    cfg.setdefault("initializer_range", 0.1)
+    config = HFConfig(**cfg, bos_token_id=0, eos_token_id=0)
+    config._attn_implementation = attn
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # HF zero-inits biases and sets LayerNorm to identity: randomize them too
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def ours_from_hf(hf: GPT2LMHeadModel) -> GPT2:
+    model = GPT2(config_from_hf(hf.config.to_dict()))
+    return load_state_dict(model, hf.state_dict()).eval()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+# -------------------------------------------------------------------------------------------------
+# Parity with transformers
+@pytest.mark.parametrize("cfg", [SMALL, ODD], ids=["small", "odd-sizes"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_converted_weights_give_transformers_logits_and_greedy_tokens(cfg, attn):
+    hf = hf_model(attn=attn, **cfg)
+    ours = ours_from_hf(hf)
+    idx = torch.randint(0, cfg["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert max_diff(ours(idx)[0], hf(idx).logits) <= 1e-4
+        prompt = idx[:1, :6]
+        ref = hf.generate(prompt, max_new_tokens=20, do_sample=False, use_cache=True, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(ours.generate(prompt, 20, temperature=0), ref)
+
+
+@pytest.mark.slow
+def test_full_124m_shape_matches_transformers():
+    """GPT-2 small (124M) with random weights: logits within 1e-4, 20 greedy tokens identical."""
+    hf = hf_model(
+        attn="sdpa", n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024, initializer_range=0.02
+    )
+    ours = ours_from_hf(hf)
+    assert ours.num_parameters() == 124_439_808
+    idx = torch.randint(0, 50257, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert max_diff(ours(idx)[0], hf(idx).logits) <= 1e-4
+        ref = hf.generate(idx, max_new_tokens=20, do_sample=False, use_cache=True, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(ours.generate(idx, 20, temperature=0), ref)
+
+
+# -------------------------------------------------------------------------------------------------
+# Saving for transformers, loading what transformers saves
+def test_save_pretrained_loads_in_transformers_with_identical_logits(tmp_path):
+    torch.manual_seed(0)
+    ours = GPT2(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=120, block_size=24)).eval()
+    ours.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    hf = GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    assert hf.lm_head.weight.data_ptr() == hf.transformer.wte.weight.data_ptr()  # tied on load
+    idx = torch.randint(0, 120, (2, 24))
+    with torch.no_grad():
+        assert max_diff(hf(idx).logits, ours(idx)[0]) <= 1e-5
+
+
+def test_bias_free_model_saves_as_zero_biases_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    ours = GPT2(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50, block_size=16, bias=False)).eval()
+    save_pretrained(ours, tmp_path)
+    idx = torch.randint(0, 50, (1, 16))
+    with torch.no_grad():
+        assert max_diff(GPT2LMHeadModel.from_pretrained(tmp_path).eval()(idx).logits, ours(idx)[0]) <= 1e-5
+    back = GPT2.from_pretrained(tmp_path)
+    assert back.config == ours.config
+    assert torch.equal(back(idx)[0], ours(idx)[0])
+
+
+def test_round_trip_through_save_pretrained_is_exact_and_returns_eval_mode(tmp_path):
+    torch.manual_seed(1)
+    ours = GPT2(GPT2Config.from_name("gpt2-tiny", vocab_size=500))
+    ours.save_pretrained(tmp_path)
+    back = GPT2.from_pretrained(tmp_path)
+    assert not back.training and back.config == ours.config
+    for (k, a), (_, b) in zip(ours.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_transformers_folders_load_from_safetensors_and_from_pytorch_model_bin(tmp_path):
+    hf = hf_model(**SMALL)
+    idx = torch.randint(0, 300, (1, 10))
+    with torch.no_grad():
+        ref = hf(idx).logits
+    hf.save_pretrained(tmp_path / "st")
+    assert max_diff(GPT2.from_pretrained(tmp_path / "st")(idx)[0], ref) <= 1e-4
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "config.json").write_text(hf.config.to_json_string())
+    torch.save(hf.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    assert max_diff(GPT2.from_pretrained(tmp_path / "bin")(idx)[0], ref) <= 1e-4
+
+
+def test_old_style_checkpoints_without_prefix_and_with_mask_buffers_load():
+    """Like the hub's gpt2 file: GPT2Model keys ('h.0...'), causal-mask buffers, no lm_head."""
+    hf = hf_model(**SMALL)
+    base: GPT2Model = hf.transformer
+    sd = dict(base.state_dict())
+    for i in range(SMALL["n_layer"]):
+        sd[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, 48, 48))
+        sd[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    ours = load_state_dict(GPT2(config_from_hf(hf.config.to_dict())), sd).eval()
+    idx = torch.randint(0, 300, (1, 10))
+    with torch.no_grad():
+        assert max_diff(ours(idx)[0], hf(idx).logits) <= 1e-4
+
+
+def test_our_own_and_compiled_state_dicts_load():
+    torch.manual_seed(0)
+    src = GPT2(GPT2Config.from_name("gpt2-tiny", vocab_size=200)).eval()
+    idx = torch.randint(0, 200, (1, 9))
+    for sd in (src.state_dict(), torch.compile(src).state_dict()):
+        dst = load_state_dict(GPT2(src.config), sd).eval()
+        assert torch.equal(dst(idx)[0], src(idx)[0])
+    assert any(k.startswith("_orig_mod.") for k in torch.compile(src).state_dict())
+
+
+# -------------------------------------------------------------------------------------------------
+# Errors
+def test_shape_mismatch_names_the_key_and_both_shapes():
+    hf = hf_model(**SMALL)
+    model = GPT2(config_from_hf({**hf.config.to_dict(), "n_positions": 64}))
+    with pytest.raises(ValueError, match=r"wpe\.weight.*\(48, 64\).*\(64, 64\)"):
+        load_state_dict(model, hf.state_dict())
+
+
+def test_missing_and_unexpected_keys_are_named():
+    hf = hf_model(**SMALL)
+    model = GPT2(config_from_hf(hf.config.to_dict()))
+    sd = dict(hf.state_dict())
+    del sd["transformer.h.1.mlp.c_fc.bias"]
+    with pytest.raises(ValueError, match=r"missing.*h\.1\.mlp\.c_fc\.bias"):
+        load_state_dict(model, sd)
+    sd = dict(hf.state_dict())
+    sd["transformer.h.2.ln_1.weight"] = torch.ones(64)
+    with pytest.raises(ValueError, match=r"unexpected.*h\.2\.ln_1\.weight"):
+        load_state_dict(model, sd)
+
+
+def test_untied_lm_head_is_refused():
+    hf = hf_model(**SMALL)
+    sd = {k: v.clone() for k, v in hf.state_dict().items()}
+    sd["lm_head.weight"] += 1.0
+    with pytest.raises(ValueError, match="lm_head"):
+        load_state_dict(GPT2(config_from_hf(hf.config.to_dict())), sd)
+
+
+def test_unsupported_config_settings_are_refused():
+    cfg = HFConfig(**SMALL).to_dict()
+    with pytest.raises(ValueError, match="activation_function"):
+        config_from_hf({**cfg, "activation_function": "relu"})
+    with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
+        config_from_hf({**cfg, "scale_attn_by_inverse_layer_idx": True})
+
+
+def test_corrupt_files_raise_errors_naming_the_file(tmp_path):
+    GPT2(GPT2Config.from_name("gpt2-tiny", vocab_size=100)).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated download
+    with pytest.raises(ValueError, match="model.safetensors"):
+        GPT2.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json"):
+        GPT2.from_pretrained(tmp_path)
+    bad = tmp_path / "x.bin"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="x.bin"):
+        read_state_dict(bad)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickles_that_would_run_code_are_refused(tmp_path, capsys):
+    path = tmp_path / "pytorch_model.bin"
+    path.write_bytes(pickle.dumps({"w": _Payload()}))
+    with pytest.raises(ValueError, match="pytorch_model.bin"):
+        read_state_dict(path)
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_unknown_name_offline_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError, match="gpt2lib-no-such-org/no-such-model"):
+        from_pretrained("gpt2lib-no-such-org/no-such-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        from_pretrained(tmp_path / "empty")
+
+
+def test_save_over_an_existing_folder_replaces_files_and_leaves_no_temporaries(tmp_path):
+    a = GPT2(GPT2Config.from_name("gpt2-tiny", vocab_size=100))
+    b = GPT2(GPT2Config.from_name("gpt2-tiny", vocab_size=100, n_layer=2))
+    a.save_pretrained(tmp_path)
+    b.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((tmp_path / "config.json").read_text())["n_layer"] == 2
+    assert GPT2.from_pretrained(tmp_path).config.n_layer == 2
