@@ -1,0 +1,263 @@
+"""Scoring machinery of GPT-2 §3 (gpt2lib.evaluate), checked against `transformers` on the same
+random weights: continuation log-probs, sliding-window perplexity, LAMBADA metrics, bad input."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from _evalref import hf_logprobs, make_pair
+from gpt2lib.evaluate import (
+    PAPER_TABLE3, TaskResult, check_vocab, count_words, evaluate_lm, generate_text, load_model, read_jsonl,
+    results_table, score_continuations, token_nlls,
+)
+from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+EOT = 50256
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    return make_pair(tmp_path_factory.mktemp("hf"))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return get_gpt2_tokenizer()
+
+
+TEXT = ("The Children's Book Test and LAMBADA measure how well a language model uses long contexts. "
+        "WikiText-2 and the Penn Treebank measure perplexity on tokenized text, which GPT-2 reads as bytes. ") * 3
+
+
+def test_score_continuations_matches_transformers(pair, tok) -> None:
+    """Summed log p(continuation | context) equals the HF model's, for unequal lengths batched together."""
+    hf, ours = pair
+    ctxs = [tok.encode("Once upon a time"), tok.encode("The weather today is"), [], tok.encode("A")]
+    conts = [tok.encode(" there was a dragon"), tok.encode(" sunny"), tok.encode("Hello world"), tok.encode(" b c d e")]
+    got = score_continuations(ours, ctxs, conts, batch_size=3)
+    for ctx, cont, s in zip(ctxs, conts, got):
+        ctx = ctx or [EOT]  # documented: an empty context means "start of a document"
+        lp = hf_logprobs(hf, ctx + cont)
+        ref = sum(lp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
+        assert s.logprob == pytest.approx(ref, abs=1e-4)
+        assert s.n_tokens == len(cont)
+        assert s.argmax == lp[len(ctx) - 1 : len(ctx) - 1 + len(cont)].argmax(-1).tolist()
+
+
+def test_greedy_flag_is_true_exactly_for_the_argmax_path(pair, tok) -> None:
+    """A continuation made of HF's own greedy tokens is 'greedy'; changing its last token is not."""
+    hf, ours = pair
+    ctx = tok.encode("In the beginning")
+    greedy = hf.generate(torch.tensor([ctx]), max_new_tokens=4, do_sample=False, pad_token_id=EOT)[0, len(ctx):].tolist()
+    wrong = greedy[:-1] + [(greedy[-1] + 1) % 50257]
+    a, b = score_continuations(ours, [ctx, ctx], [greedy, wrong])
+    assert a.greedy and not b.greedy
+
+
+def test_first_token_mask_excludes_tokens_from_the_argmax(pair, tok) -> None:
+    """With the argmax token masked, ``filtered_first`` is HF's second most likely token."""
+    hf, ours = pair
+    ctx = tok.encode("The stop-word filter")
+    lp = hf_logprobs(hf, ctx)[-1]
+    best, second = lp.topk(2).indices.tolist()
+    mask = torch.zeros(50257, dtype=torch.bool)
+    mask[best] = True
+    (s,) = score_continuations(ours, [ctx], [[best]], first_token_mask=mask)
+    assert s.greedy and s.argmax == [best] and s.filtered_first == second
+
+
+def test_left_truncation_keeps_the_continuation(pair, tok) -> None:
+    """Context + continuation longer than block_size: the oldest context tokens are dropped."""
+    hf, ours = pair
+    ctx = tok.encode(TEXT)[:100]
+    cont = tok.encode(" perplexity")
+    (s,) = score_continuations(ours, [ctx], [cont])
+    kept = (ctx + cont)[-65:]
+    lp = hf_logprobs(hf, kept[:-1])  # 64 tokens in, the last one's prediction is the final target
+    ref = sum(lp[len(kept) - len(cont) - 1 + i, t].item() for i, t in enumerate(cont))
+    assert s.logprob == pytest.approx(ref, abs=1e-4)
+
+
+def _reference_nlls(hf, seq: list[int], L: int, stride: int) -> list[float]:
+    """Token t (of seq, t >= 1) is predicted by the first window [k*stride, k*stride + L] that covers it."""
+    out = []
+    for t in range(1, len(seq)):
+        k = max(0, math.ceil((t - L) / stride))
+        begin = k * stride
+        lp = hf_logprobs(hf, seq[begin:t])  # at most L tokens in; the last position predicts seq[t]
+        out.append(-lp[t - 1 - begin, seq[t]].item())
+    return out
+
+
+@pytest.mark.parametrize("stride", [64, 32, 17])
+def test_sliding_window_nll_matches_transformers(pair, tok, stride) -> None:
+    """Every token scored once, with the context the sliding-window rule gives it."""
+    hf, ours = pair
+    ids = tok.encode(TEXT)[:110]
+    got = token_nlls(ours, ids, stride=stride, batch_size=2, bos=EOT)
+    assert got.shape == (len(ids),)
+    ref = _reference_nlls(hf, [EOT] + ids, 64, stride)
+    assert torch.allclose(got, torch.tensor(ref, dtype=torch.float64), atol=1e-4)
+
+
+def test_text_that_fits_equals_one_forward_pass(pair, tok) -> None:
+    hf, ours = pair
+    ids = tok.encode("Perplexity is the exponentiated average negative log-likelihood.")
+    with torch.no_grad():
+        loss = hf(torch.tensor([[EOT] + ids]), labels=torch.tensor([[EOT] + ids])).loss.item()
+    assert token_nlls(ours, ids).mean().item() == pytest.approx(loss, abs=1e-4)
+
+
+def test_evaluate_lm_normalizes_by_original_units(pair, tok) -> None:
+    """ppl per word uses the original file's words (+1 <eos> per line); bpb/bpc use the read text."""
+    hf, ours = pair
+    original = " He did n't go . \n It was 1 @,@ 000 km . \n"
+    text = "He didn't go.\nIt was 1,000 km.\n"
+    res = evaluate_lm(ours, tok, text, original=original, stride=32)
+    ids = tok.encode(text)
+    with torch.no_grad():
+        total = hf(torch.tensor([[EOT] + ids]), labels=torch.tensor([[EOT] + ids])).loss.item() * len(ids)
+    assert res.nll == pytest.approx(total, abs=1e-3)
+    assert res.n_words == 12 + 2 == count_words(original)
+    assert res.ppl_word == pytest.approx(math.exp(total / 14), rel=1e-4)
+    assert res.ppl_token == pytest.approx(math.exp(total / len(ids)), rel=1e-4)
+    assert res.bits_per_byte == pytest.approx(total / math.log(2) / len(text.encode()), rel=1e-4)
+    assert res.bits_per_char == pytest.approx(total / math.log(2) / len(text), rel=1e-4)
+
+
+def test_lambada_metrics_match_transformers(pair, tok) -> None:
+    """acc / last-token acc / stop-word acc / ppl recomputed from HF logits on the same passages.
+
+    Some passages end with the word the model itself predicts (found with HF greedy decoding), so
+    the accuracies are not trivially zero."""
+    from gpt2lib.tasks.lambada import STOP_WORDS, evaluate_lambada, split_last_word
+
+    hf, ours = pair
+    texts = ["She looked at the old house", "He said the", "They walked along the river bank",
+             "It was a dark and stormy night"]
+    for ctx in ["Nobody knew where the treasure was", "I said yes", "The ship sailed into the", "over and over",
+                "the dog", "a cat", "she was there", "We will meet at", "Then the king", "Good morning"]:
+        nxt = int(hf_logprobs(hf, tok.encode(ctx))[-1].argmax())
+        word = tok.decode([nxt])
+        if word[:1] == " " and word[1:].isalpha():
+            texts.append(ctx + word)
+    assert len(texts) > 5
+    res = evaluate_lambada(ours, tok, texts, batch_size=3)
+    acc = last = stop = nll = 0.0
+    for t in texts:
+        ctx, word = split_last_word(t)
+        c, w = tok.encode(ctx), tok.encode(word)
+        lp = hf_logprobs(hf, c + w)[len(c) - 1 : len(c) - 1 + len(w)]
+        am = lp.argmax(-1).tolist()
+        acc += am == w
+        last += am[-1] == w[-1]
+        first = lp[0].clone()
+        for sw in STOP_WORDS:
+            for form in (sw, sw.capitalize()):
+                ids = tok.encode(" " + form)
+                if len(ids) == 1:
+                    first[ids[0]] = -math.inf
+        stop += int(first.argmax()) == w[0] and am[1:] == w[1:]
+        nll -= sum(lp[i, x].item() for i, x in enumerate(w))
+    n = len(texts)
+    m = res.metrics
+    assert m["acc"] == pytest.approx(100 * acc / n) and m["acc"] > 0
+    assert m["acc_last_token"] == pytest.approx(100 * last / n)
+    assert m["acc_stopword_filter"] == pytest.approx(100 * stop / n)
+    assert m["ppl"] == pytest.approx(math.exp(nll / n), rel=1e-4)
+
+
+def test_lambada_split_and_real_file(data_mirror) -> None:
+    from gpt2lib.tasks.lambada import load_lambada, split_last_word
+
+    texts = load_lambada()
+    assert len(texts) == 5153
+    assert split_last_word(texts[0])[1] == " signs"
+    with pytest.raises(ValueError, match="empty"):
+        split_last_word("   ")
+    with pytest.raises(ValueError, match="no context"):
+        split_last_word("alone")
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+def test_vocab_mismatch_is_a_value_error(tok) -> None:
+    from gpt2lib.model import GPT2, GPT2Config
+
+    small = GPT2(GPT2Config.from_name("gpt2-tiny", vocab_size=1000))
+    with pytest.raises(ValueError, match="vocab_size=1000"):
+        check_vocab(small, tok)
+    with pytest.raises(ValueError, match="vocab_size=1000"):
+        evaluate_lm(small, tok, "hello world")
+
+
+def test_bad_requests_raise(pair, tok) -> None:
+    _, ours = pair
+    with pytest.raises(ValueError, match="continuation is empty"):
+        score_continuations(ours, [[1]], [[]])
+    with pytest.raises(ValueError, match="exceeds the context"):
+        score_continuations(ours, [[1]], [[5] * 65])
+    with pytest.raises(ValueError, match="2 contexts but 1"):
+        score_continuations(ours, [[1], [2]], [[3]])
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_lm(ours, tok, "  \n ")
+    with pytest.raises(ValueError, match="stride"):
+        token_nlls(ours, [1, 2, 3], stride=65)
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path) -> None:
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": "a"}\n\n{"text": "b"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"x.jsonl:3: not valid JSON"):
+        list(read_jsonl(p))
+    p.write_text('{"text": "a"}\n{"other": 1}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r":2: missing key\(s\) \['text'\]"):
+        list(read_jsonl(p, required=("text",)))
+    p.write_text('{"text": "a"}\n\n[1]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=":3: expected a JSON object"):
+        list(read_jsonl(p))
+
+
+def test_unknown_task_lists_available_names() -> None:
+    from gpt2lib.tasks import get_task
+
+    with pytest.raises(KeyError, match="available: .*lambada"):
+        get_task("lambda")
+
+
+def test_load_model_offline_hub_name_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="offline"):
+        load_model("gpt2")
+
+
+def test_load_model_reads_a_folder(pair, tmp_path) -> None:
+    _, ours = pair
+    ours.save_pretrained(str(tmp_path))
+    loaded = load_model(str(tmp_path))
+    x = torch.tensor([[1, 2, 3]])
+    assert torch.equal(loaded(x)[0], ours(x)[0])
+
+
+# ---------------------------------------------------------------------------------------- generation, table
+
+
+def test_generate_text_greedy_matches_transformers_and_stops(pair, tok) -> None:
+    hf, ours = pair
+    prompt = tok.encode("Q: what is two plus two?\nA:")
+    ref = hf.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False, pad_token_id=EOT)[0, len(prompt):]
+    assert generate_text(ours, tok, prompt, 6) == tok.decode(ref.tolist())
+    cut = generate_text(ours, tok, prompt, 6, stop=lambda s: 1 if len(s) > 1 else None)
+    assert len(cut) == 1
+
+
+def test_results_table_puts_paper_numbers_beside_ours() -> None:
+    table = results_table([TaskResult("lambada", {"acc": 12.5, "ppl": 99.0}, 10, model="tiny"),
+                           TaskResult("winograd", {"acc": 51.0}, 273)])
+    assert "| lambada | acc | 12.5 | tiny | 10 | 45.99 | 55.48 | 60.12 | 63.24 | Table 3 |" in table
+    assert "| lambada | ppl | 99 | tiny | 10 | 35.13 | 15.6 | 10.87 | 8.63 | Table 3 |" in table
+    assert "70.7 | 1542M, §3.4 |" in table
+    assert PAPER_TABLE3["wikitext2/ppl"]["117M"] == 29.41
