@@ -220,7 +220,11 @@ def extract_text(html: str | bytes, *, min_words: int = 12, max_link_density: fl
 
 def extract_trafilatura(html: str | bytes) -> str:
     """Main text by trafilatura (``pip install gpt2lib[experiments]``); '' when it finds none."""
-    import trafilatura  # optional dependency, imported on use
+    try:
+        import trafilatura  # optional dependency, imported on use
+    except ImportError as e:  # lxml >= 5.2 moved lxml.html.clean out; trafilatura's jusText needs it
+        raise ImportError(f"trafilatura is not usable ({e}); install it with "
+                          "`pip install trafilatura lxml_html_clean` (or gpt2lib[experiments])") from e
 
     if isinstance(html, (bytes, bytearray)):
         html = decode_html(html).text

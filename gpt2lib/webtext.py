@@ -19,7 +19,8 @@ The link stages, in the paper's order::
 
 then (after fetching, which this offline book does not do) ``html_to_text`` and the document stages
 ``drop_empty -> clean_boilerplate -> length_filter -> alpha_filter -> english_filter`` and exact /
-near-duplicate removal (:mod:`gpt2lib.dedup`), and finally token shards (:func:`write_shards`).
+near-duplicate removal (:func:`dedup_stages`, :mod:`gpt2lib.dedup`), and finally token shards
+(:func:`write_shards`); :func:`build_sample_shards` runs the document half on the WebText sample.
 
 Bad input. A malformed NDJSON line (not JSON, not an object, missing ``u``/``k``, non-integer karma,
 not UTF-8) is *dropped with a reason and counted*, not raised: a crawl of 45M links always has a few
@@ -481,6 +482,14 @@ def clean_stages(min_words: int = 20, min_alpha: float = 0.7, min_stop: float = 
     ]
 
 
+def dedup_stages(threshold: float = 0.5) -> list[Stage]:
+    """Exact, then near-duplicate removal (:mod:`gpt2lib.dedup`); fresh state on every call."""
+    from gpt2lib.dedup import ExactDedup, NearDedup
+
+    return [Stage("exact dedup", ExactDedup(), pure=False),
+            Stage("near dedup", NearDedup(threshold=threshold), pure=False)]
+
+
 def read_webtext_sample(limit: int | None = None) -> Iterator[Document]:
     """The first 1408 WebText training documents (OpenAI's gpt-2-output-dataset), as Documents.
 
@@ -505,6 +514,15 @@ def write_shards(docs: Iterable[Document], out_dir: str | Path, tokenizer=None, 
         tokenizer = get_gpt2_tokenizer()
     kwargs.setdefault("progress", False)
     return prepare([d.text for d in docs], out_dir, tokenizer, **kwargs)
+
+
+def build_sample_shards(out_dir: str | Path, tokenizer=None, *, workers: int = 0, **kwargs) -> tuple[dict, list[StageReport]]:
+    """The document half of §2.1 on the WebText sample: clean, de-duplicate, write token shards.
+
+    Returns (shard metadata from :func:`gpt2lib.data.prepare`, one report per stage)."""
+    run = run_pipeline(clean_stages() + dedup_stages(), read_webtext_sample(), workers=workers)
+    meta = write_shards(run, out_dir, tokenizer, **kwargs)
+    return meta, run.reports
 
 
 # ------------------------------------------------------------------------------ domain statistics

@@ -22,6 +22,7 @@ from gpt2lib.webtext import (
     Page,
     Stage,
     alpha_filter,
+    build_sample_shards,
     clean_boilerplate,
     clean_stages,
     compare_domains,
@@ -337,3 +338,18 @@ def test_read_top_domains_rejects_a_malformed_line(tmp_path):
     bad.write_text("10 a\nfive b\n")
     with pytest.raises(ValueError, match="domains.txt:2"):
         read_top_domains(bad)
+
+
+@pytest.mark.slow
+def test_build_sample_shards_end_to_end(data_mirror, tmp_path):
+    """Clean + exact + near dedup + shards on the whole sample with the default (GPT-2) tokenizer:
+    every surviving document is in a shard, and the token count is tiktoken's plus one EOT each."""
+    meta, reports = build_sample_shards(tmp_path)
+    assert [r.name for r in reports][-2:] == ["exact dedup", "near dedup"]
+    kept = reports[-1].kept
+    assert sum(s["documents"] for s in meta["splits"].values()) == kept >= 0.97 * 1408
+    enc = tiktoken.get_encoding("gpt2")
+    survivors = list(run_pipeline(clean_stages(), read_webtext_sample()))
+    assert len(survivors) == kept  # the sample holds no near duplicates at threshold 0.5
+    assert sum(s["tokens"] for s in meta["splits"].values()) == sum(
+        len(enc.encode_ordinary(d.text)) + 1 for d in survivors)
