@@ -18,11 +18,12 @@ from gpt2lib.evaluate import TaskResult, check_vocab, generate_text
 
 __all__ = ["first_sentences", "summarize", "rouge", "evaluate_summarization", "run"]
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"')\]])\s+")
 
 
 def first_sentences(text: str, n: int = 3) -> str:
-    """The first ``n`` sentences (split after ``.``, ``!`` or ``?`` followed by whitespace)."""
+    """The first ``n`` sentences: a sentence ends at ``.``, ``!`` or ``?`` (plus one closing quote or
+    bracket) followed by whitespace."""
     parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
     return " ".join(parts[:n])
 

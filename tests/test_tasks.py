@@ -1,0 +1,272 @@
+"""The §3 tasks (gpt2lib.tasks): data readers on the real mirror files, prompt formats, metrics
+re-computed by hand or with `transformers`, and the methods shown on small hand-written examples."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from _evalref import hf_logprobs, make_pair
+from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+EOT = 50256
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    return make_pair(tmp_path_factory.mktemp("hf"), block_size=256)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return get_gpt2_tokenizer()
+
+
+def hf_cont_logprob(hf, ctx: list[int], cont: list[int]) -> float:
+    ctx = ctx or [EOT]
+    lp = hf_logprobs(hf, ctx + cont)
+    return sum(lp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
+
+
+# ------------------------------------------------------------------------------------------ Winograd
+
+
+def test_wsc273_is_parsed_from_the_collection(data_mirror) -> None:
+    from gpt2lib.tasks.winograd import load_wsc273
+
+    schemas = load_wsc273()
+    assert len(schemas) == 273
+    first = schemas[0]
+    assert (first.txt1, first.pronoun, first.txt2) == (
+        "The city councilmen refused the demonstrators a permit because", "they", "feared violence.")
+    assert first.candidates == ("The city councilmen", "The demonstrators") and first.answer == 0
+    assert schemas[1].answer == 1
+    assert {s.answer for s in schemas} == {0, 1}
+
+
+def test_substitution_handles_case_and_possessives() -> None:
+    from gpt2lib.tasks.winograd import WinogradSchema, substitute
+
+    s = WinogradSchema("The trophy doesn't fit into the brown suitcase because", "it", "is too large.",
+                       ("the trophy", "the suitcase"), 0)
+    assert substitute(s, "The trophy") == ("The trophy doesn't fit into the brown suitcase because the trophy",
+                                           " is too large.")
+    start = WinogradSchema("Sam tried to paint a picture of shepherds with sheep, but", "They", "ended up looking more like golfers.",
+                           ("the shepherds", "the sheep"), 0)
+    assert substitute(start, "the sheep")[0].endswith("but The sheep")
+    poss = WinogradSchema("Joe paid the detective after", "his", "case was solved.", ("Joe", "the detective"), 1)
+    assert substitute(poss, "the detective") == ("Joe paid the detective after the detective's", " case was solved.")
+
+
+def test_winograd_full_and_partial_scoring_match_transformers(pair, tok, data_mirror) -> None:
+    """Partial: log p(rest | prefix with candidate); full: log p(whole sentence). Recomputed with HF."""
+    from gpt2lib.tasks.winograd import evaluate_winograd, load_wsc273, substitute
+
+    hf, ours = pair
+    schemas = load_wsc273()[:8]
+    res = evaluate_winograd(ours, tok, schemas, batch_size=4)
+    part = full = 0
+    for s in schemas:
+        p, f = [], []
+        for c in s.candidates:
+            prefix, rest = substitute(s, c)
+            p.append(hf_cont_logprob(hf, tok.encode(prefix), tok.encode(rest)))
+            f.append(hf_cont_logprob(hf, [], tok.encode(prefix + rest)))
+        part += (0 if p[0] > p[1] else 1) == s.answer
+        full += (0 if f[0] > f[1] else 1) == s.answer
+    assert res.metrics["acc"] == pytest.approx(100 * part / 8)
+    assert res.metrics["acc_full"] == pytest.approx(100 * full / 8)
+
+
+# ------------------------------------------------------------------------------------------ CBT
+
+
+CBT_FILE = """1 Once there was a little fox who lived in the wood .
+2 The fox had a friend , a rabbit named Tom .
+21 One day the XXXXX went to the river .\tfox\t\tbear|fox|rabbit|wood
+
+1 A king had three daughters .
+21 The youngest XXXXX was the kindest .\tdaughter\t\tking|daughter|river
+"""
+
+
+def test_read_cbt_parses_blocks(tmp_path) -> None:
+    from gpt2lib.tasks.cbt import read_cbt
+
+    p = tmp_path / "cbt.txt"
+    p.write_text(CBT_FILE, encoding="utf-8")
+    ex = read_cbt(p)
+    assert len(ex) == 2
+    assert ex[0].context.startswith("Once there was") and ex[0].context.endswith("named Tom .")
+    assert ex[0].candidates == ["bear", "fox", "rabbit", "wood"] and ex[0].answer == "fox"
+    p.write_text("1 a\n21 no blank here\tx\t\ta|b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=":2:"):
+        read_cbt(p)
+
+
+def test_cbt_scores_candidate_plus_rest_of_sentence(pair, tok, tmp_path) -> None:
+    """The paper: the probability of each choice *and the rest of the sentence*; argmax wins."""
+    from gpt2lib.tasks.cbt import candidate_pairs, evaluate_cbt, read_cbt
+
+    hf, ours = pair
+    p = tmp_path / "cbt.txt"
+    p.write_text(CBT_FILE, encoding="utf-8")
+    examples = read_cbt(p)
+    assert candidate_pairs(examples[0])[1] == (
+        examples[0].context + " One day the", " fox went to the river .")
+    res = evaluate_cbt(ours, tok, examples)
+    right = 0
+    for ex in examples:
+        lps = [hf_cont_logprob(hf, tok.encode(c), tok.encode(r)) for c, r in candidate_pairs(ex)]
+        right += ex.candidates[max(range(len(lps)), key=lps.__getitem__)] == ex.answer
+    assert res.metrics["acc"] == pytest.approx(100 * right / 2)
+    with pytest.raises(FileNotFoundError, match="not in the offline data mirror"):
+        from gpt2lib.tasks import get_task
+        get_task("cbt")(ours, tok)
+
+
+# ------------------------------------------------------------------------------------------ CoQA / QA metrics
+
+
+@pytest.mark.parametrize("pred, gold, f1", [
+    ("The Eiffel Tower", "eiffel tower", 1.0),
+    ("in Paris, France", "Paris", 2 * (1 / 3) * 1 / (1 / 3 + 1)),
+    ("blue", "red", 0.0),
+    ("", "", 1.0),
+    ("the the", "a", 1.0),  # both normalize to empty
+])
+def test_squad_f1_by_hand(pred, gold, f1) -> None:
+    from gpt2lib.tasks.coqa import f1_score
+
+    assert f1_score(pred, gold) == pytest.approx(f1)
+
+
+def test_squad_normalization_and_exact_match() -> None:
+    from gpt2lib.tasks.coqa import exact_match, normalize_answer
+
+    assert normalize_answer("  The  U.S.A.,   an Ally! ") == "usa ally"
+    assert exact_match("14 December 1972", "14 december, 1972") and not exact_match("1972", "December 1972")
+
+
+def test_coqa_prompt_and_greedy_answer_match_transformers(pair, tok) -> None:
+    from gpt2lib.tasks.coqa import CoQAExample, coqa_prompt, evaluate_coqa, f1_score
+
+    hf, ours = pair
+    ex = CoQAExample("Anna has a red bike. She rides it to school.", "What color is it?", ["red"],
+                     history=[("Who has a bike?", "Anna")])
+    prompt = coqa_prompt(ex)
+    assert prompt == ("Anna has a red bike. She rides it to school.\n\nQ: Who has a bike?\nA: Anna\n\n"
+                      "Q: What color is it?\nA:")
+    ids = tok.encode(prompt)
+    out = hf.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, pad_token_id=EOT)[0, len(ids):]
+    answer = tok.decode(out.tolist()).split("\n")[0].strip()
+    res = evaluate_coqa(ours, tok, [ex], max_new_tokens=8)
+    assert res.metrics["f1"] == pytest.approx(100 * f1_score(answer, "red"))
+
+
+def test_nq_open_reader_and_qa_metrics(pair, tok, data_mirror) -> None:
+    """EM and the top-1% accuracy are re-derived from the generated answers and their probabilities."""
+    from gpt2lib.tasks.coqa import exact_match
+    from gpt2lib.tasks.qa import evaluate_qa, load_nq_open, qa_prompt
+
+    data = load_nq_open()
+    assert len(data) == 3610 and data[0] == ("when was the last time anyone was on the moon",
+                                             ["14 December 1972 UTC", "December 1972"])
+    assert qa_prompt("q?", [("a?", "b")]) == "Q: a?\nA: b\n\nQ: q?\nA:"
+    hf, ours = pair
+    # Plant a question whose gold answer is the model's own greedy answer, so EM is non-trivial.
+    q = "who is the best"
+    ids = tok.encode(qa_prompt(q))
+    out = hf.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=EOT)[0, len(ids):]
+    own = tok.decode(out.tolist()).split("\n")[0].strip()
+    assert own, "the random model's greedy answer to the planted question should not be empty"
+    examples = data[:3] + [(q, [own])]
+    res = evaluate_qa(ours, tok, examples, max_new_tokens=6)
+    assert res.metrics["exact_match"] >= 25.0
+    # ceil(1% of 4) = 1 question: the most confident one.
+    assert res.metrics["acc_top1pct"] in (0.0, 100.0)
+
+
+# ------------------------------------------------------------------------------------------ summarization
+
+
+def test_first_sentences() -> None:
+    from gpt2lib.tasks.summarization import first_sentences
+
+    text = ' The cat sat (on a mat.) "Why?" he asked! It was warm? Yes. No.'
+    assert first_sentences(text) == 'The cat sat (on a mat.) "Why?" he asked!'
+    assert first_sentences("A. B. C. D.", 2) == "A. B."
+    assert first_sentences("no period at all") == "no period at all"
+
+
+def test_rouge_against_hand_computation() -> None:
+    from gpt2lib.tasks.summarization import rouge
+
+    assert rouge(["the cat sat"], ["the cat sat"])["rouge_avg"] == pytest.approx(100.0)
+    r = rouge(["cat dog"], ["cat bird fish"])
+    p, rc = 1 / 2, 1 / 3
+    assert r["rouge1"] == pytest.approx(100 * 2 * p * rc / (p + rc))
+    assert r["rouge2"] == 0.0
+    with pytest.raises(ValueError, match="equally many"):
+        rouge(["a"], [])
+
+
+def test_tldr_summaries_are_seeded_and_deterministic(pair, tok) -> None:
+    from gpt2lib.tasks.summarization import evaluate_summarization
+
+    _, ours = pair
+    ex = [("The council approved a new park on Monday. It will open next year.", "A new park was approved.")]
+    a = evaluate_summarization(ours, tok, ex, max_new_tokens=20, seed=3)
+    b = evaluate_summarization(ours, tok, ex, max_new_tokens=20, seed=3)
+    assert a.metrics == b.metrics and set(a.metrics) == {"rouge1", "rouge2", "rougeL", "rouge_avg"}
+
+
+# ------------------------------------------------------------------------------------------ translation
+
+
+def test_read_sgm_is_robust(tmp_path, data_mirror) -> None:
+    from gpt2lib.tasks.translation import read_sgm
+
+    p = tmp_path / "x.sgm"
+    p.write_text('<srcset>\n<doc docid="a">\n<seg id="1">Fish &amp; chips</seg>\n'
+                 "<SEG  id='2' >Two\n lines </SEG >\n<seg id=3></seg>\n</doc>\n</srcset>\n", encoding="utf-8")
+    assert read_sgm(p) == ["Fish & chips", "Two lines", ""]
+    (tmp_path / "empty.sgm").write_text("<srcset></srcset>", encoding="utf-8")
+    with pytest.raises(ValueError, match="no <seg>"):
+        read_sgm(tmp_path / "empty.sgm")
+    en = read_sgm(data_mirror / "wmt14" / "newstest2014-fren-src.en.sgm")
+    fr = read_sgm(data_mirror / "wmt14" / "newstest2014-fren-ref.fr.sgm")
+    assert len(en) == len(fr) == 3003 and en[0] == "Spectacular Wingsuit Jump Over Bogota"
+
+
+def test_translation_prompt_and_bleu(pair, tok) -> None:
+    import sacrebleu
+
+    from gpt2lib.tasks.translation import evaluate_translation, translation_prompt
+
+    assert translation_prompt([("Hello", "Bonjour")], "Thanks") == "Hello = Bonjour\nThanks ="
+    _, ours = pair
+    src = ["one", "two", "three", "four"]
+    ref = ["un", "deux", "trois", "quatre"]
+    res = evaluate_translation(ours, tok, src, ref, name="translation-en-fr", n_shots=2, max_new_tokens=4)
+    assert res.n_examples == 2 and 0.0 <= res.metrics["bleu"] <= 100.0
+    assert sacrebleu.corpus_bleu(["le chat est assis"], [["le chat est assis"]]).score == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="n_shots"):
+        evaluate_translation(ours, tok, src[:2], ref[:2], name="x", n_shots=2)
+
+
+# ------------------------------------------------------------------------------------------ LM tasks
+
+
+def test_lm_task_on_wikitext_prefix_uses_original_word_count(pair, tok, data_mirror) -> None:
+    from gpt2lib.detokenize import wikitext_detokenize
+    from gpt2lib.evaluate import count_words, token_nlls
+    from gpt2lib.tasks import get_task
+
+    _, ours = pair
+    res = get_task("wikitext2")(ours, tok, limit=4, stride=128)
+    original = "".join((data_mirror / "wikitext-2" / "test.txt").read_text(encoding="utf-8").splitlines(True)[:4])
+    nll = token_nlls(ours, tok.encode(wikitext_detokenize(original)), stride=128).sum().item()
+    assert res.metrics["words"] == count_words(original)
+    assert res.metrics["ppl"] == pytest.approx(math.exp(nll / count_words(original)), rel=1e-6)
