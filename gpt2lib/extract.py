@@ -46,7 +46,8 @@ class DecodedHTML:
     how: str
 
 
-def _try_decode(data: bytes, name: str | None) -> str | None:
+def _try_decode(data: bytes, name: str | None) -> tuple[str, str] | None:
+    """(text, codec name) if ``name`` is a known codec that decodes ``data`` strictly, else None."""
     if not name:
         return None
     try:
@@ -54,8 +55,8 @@ def _try_decode(data: bytes, name: str | None) -> str | None:
     except LookupError:  # an unknown charset name in the page is not our error
         return None
     try:
-        return data.decode(codec.name)
-    except UnicodeDecodeError:
+        return data.decode(codec.name), codec.name
+    except (UnicodeError, LookupError, ValueError, TypeError):  # LookupError: "base64" is no text codec
         return None
 
 
@@ -64,22 +65,15 @@ def decode_html(data: bytes, declared: str | None = None) -> DecodedHTML:
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError(f"decode_html expects bytes, got {type(data).__name__}")
     for bom, name in _BOMS:
-        if data.startswith(bom):
-            text = _try_decode(data, name)
-            if text is not None:
-                return DecodedHTML(text.lstrip("\ufeff"), name, "bom")
-    text = _try_decode(data, declared)
-    if text is not None:
-        return DecodedHTML(text, codecs.lookup(declared).name, "declared")  # type: ignore[arg-type]
+        if data.startswith(bom) and (got := _try_decode(data, name)):
+            return DecodedHTML(got[0].lstrip("\ufeff"), name, "bom")
+    if got := _try_decode(data, declared):
+        return DecodedHTML(*got, "declared")
     m = _META_CHARSET.search(data[:4096])
-    if m:
-        name = m.group(1).decode("ascii", "replace")
-        text = _try_decode(data, name)
-        if text is not None:
-            return DecodedHTML(text, codecs.lookup(name).name, "meta")
-    text = _try_decode(data, "utf-8")
-    if text is not None:
-        return DecodedHTML(text, "utf-8", "utf-8")
+    if m and (got := _try_decode(data, m.group(1).decode("ascii", "replace"))):
+        return DecodedHTML(*got, "meta")
+    if got := _try_decode(data, "utf-8"):
+        return DecodedHTML(*got, "utf-8")
     return DecodedHTML(data.decode("cp1252", errors="replace"), "cp1252", "fallback")
 
 
@@ -121,6 +115,14 @@ class _BlockParser(HTMLParser):
         self.parts: list[str] = []
         self.link_words = 0
         self.n = 0
+
+    def parse_html_declaration(self, i: int) -> int:
+        # html.parser raises AssertionError on some malformed "<![" sections ("<![foo[", "<![ x");
+        # a browser would show them as text, so do we: skip the "<!" and go on.
+        try:
+            return super().parse_html_declaration(i)
+        except AssertionError:
+            return i + 2
 
     def _flush(self) -> None:
         text = " ".join("".join(self.parts).split())

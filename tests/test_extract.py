@@ -76,12 +76,37 @@ def test_decode_rejects_str_with_a_clear_error():
         decode_html("<p>already text</p>")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["base64", "rot13", "zlib", "hex", "idna", "utf-7", "", "utf-32", "mbcs"])
+def test_meta_naming_a_non_text_codec_never_crashes(name):
+    data = f'<meta charset="{name}"><p>caf\u00e9</p>'.encode("utf-8")
+    assert "<p>" in decode_html(data).text
+    assert "<p>" in decode_html(data, declared=name).text
+
+
+def test_declared_charset_name_is_normalised():
+    out = decode_html("<p>café</p>".encode("cp1252"), declared=" Windows-1252 ")
+    assert out.text == "<p>café</p>" and out.encoding == "cp1252" and out.how == "declared"
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_any_bytes_decode_to_str_never_raise(data):
     out = decode_html(data)
     assert isinstance(out.text, str)
     assert out.how in {"bom", "declared", "meta", "utf-8", "fallback"}
+
+
+html_soup = st.lists(st.one_of(
+    st.sampled_from(["<p>", "</p>", "<div>", "</div>", "<a href=x>", "</a>", "<script>", "</script>", "<br>",
+                     "<!--", "-->", "<![CDATA[", "]]>", "<!DOCTYPE html>", "<nav>", "</nav>", "&amp;", "&#x110000;", "<![foo[", "<![ ",
+                     "<p class='", "<", ">", "</", "<![if", "<?php"]),
+    st.text(max_size=20)), max_size=40).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(html_soup)
+def test_extractors_survive_broken_html(html):
+    assert isinstance(extract_text(html), str) and isinstance(all_text(html), str)
 
 
 @settings(max_examples=100, deadline=None)
