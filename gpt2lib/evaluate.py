@@ -449,7 +449,10 @@ def load_model(spec: str, device: str = "cpu") -> torch.nn.Module:
             from gpt2lib import zoo  # type: ignore[attr-defined]
         except ImportError as e:
             raise RuntimeError(f"--model {spec}: gpt2lib.zoo is not available in this install") from e
-        model = zoo.load(spec[4:])
+        loader = getattr(zoo, "load", None) or getattr(zoo, "from_pretrained", None)
+        if loader is None:
+            raise RuntimeError(f"--model {spec}: gpt2lib.zoo has no load() function")
+        model = loader(spec[4:])
     elif Path(spec).is_dir():
         model = GPT2.from_pretrained(spec)
     else:

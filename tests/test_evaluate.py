@@ -261,3 +261,23 @@ def test_results_table_puts_paper_numbers_beside_ours() -> None:
     assert "| lambada | ppl | 99 | tiny | 10 | 35.13 | 15.6 | 10.87 | 8.63 | Table 3 |" in table
     assert "70.7 | 1542M, §3.4 |" in table
     assert PAPER_TABLE3["wikitext2/ppl"]["117M"] == 29.41
+
+
+def test_eval_cli_runs_a_task_on_a_local_model(pair, tmp_path, capsys, data_mirror) -> None:
+    """`python -m gpt2lib eval --task lambada --model <folder> --limit 3` prints the table."""
+    import argparse
+
+    from gpt2lib.evaluate import add_cli
+
+    _, ours = pair
+    ours.save_pretrained(str(tmp_path))
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--task", "lambada", "--model", str(tmp_path), "--limit", "3",
+                              "--batch-size", "2", "--device", "cpu"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "| lambada | acc |" in out and "| 3 | 45.99 |" in out
+    bad = parser.parse_args(["eval", "--task", "nope", "--model", str(tmp_path)])
+    with pytest.raises(KeyError, match="available"):
+        bad.func(bad)
