@@ -140,7 +140,7 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 class PipelineRun:
-    """Iterate it for the surviving items (lazily); ``reports`` fills in as items flow through."""
+    """Iterate it (once) for the surviving items, lazily; ``reports`` fills in as items flow through."""
 
     def __init__(self, stages: Sequence[Stage], items: Iterable, workers: int, chunk_size: int):
         if chunk_size < 1:
@@ -150,6 +150,7 @@ class PipelineRun:
         self.stages = list(stages)
         self.reports = [StageReport(s.name) for s in self.stages]
         self._items, self._workers, self._chunk = items, workers, chunk_size
+        self._started = False
 
     def _segments(self) -> list[tuple[int, int, bool]]:
         """Maximal runs [start, end) of stages with the same purity."""
@@ -174,6 +175,9 @@ class PipelineRun:
             yield items
 
     def __iter__(self) -> Iterator:
+        if self._started:
+            raise RuntimeError("a PipelineRun can be iterated only once (its reports count one pass)")
+        self._started = True
         pool = ProcessPoolExecutor(self._workers) if self._workers > 1 else None
         try:
             chunks: Iterator[list] = _chunks(self._items, self._chunk)

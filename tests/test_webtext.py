@@ -117,6 +117,10 @@ def test_stage_errors_propagate_and_bad_settings_are_refused():
         list(run_pipeline([Stage("boom", boom)], [1]))
     with pytest.raises(ValueError, match="chunk_size"):
         run_pipeline(STAGES, [], chunk_size=0)
+    run = run_pipeline(STAGES, [2, 4])
+    assert list(run) == [1, 2]
+    with pytest.raises(RuntimeError, match="only once"):
+        list(run)
 
 
 # --------------------------------------------------------------------- Reddit links
