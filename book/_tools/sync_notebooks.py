@@ -22,8 +22,9 @@ SETUP_TAG = "setup"
 SETUP_TEMPLATE = '''\
 # Set-up, the same in every chapter. On Colab it fetches the book's repository and installs gpt2lib
 # from it; locally, run `pip install -e ".[book]"` once in the repository root instead.
-import os, subprocess, sys
+import os, subprocess, sys, warnings
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: plain bars
 REPO_URL = "{url}"
 if "google.colab" in sys.modules:
     if not os.path.isdir("/content/gpt2-book"):
