@@ -1,0 +1,293 @@
+"""Command line: ``python -m gpt2lib prepare | train-tokenizer | train | sample [| eval] ...``.
+
+``train`` builds a :class:`gpt2lib.train.TrainConfig` from, in increasing priority: a ``--preset``, a config
+file (``--config run.json`` or ``run.toml``), one flag per field (``--max-steps 100``) and ``--set key=value``.
+Unknown options and bad values exit with status 2 and a message naming the option.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "train_config_from_args", "UsageError"]
+
+
+class UsageError(ValueError):
+    """A bad command line: reported as ``error: ...`` with exit status 2."""
+
+
+def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
+    """(base type, accepts None) of a dataclass field with a simple annotation."""
+    from gpt2lib.train import TrainConfig
+
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        base = [a for a in args if a is not type(None)][0]
+        return base, type(None) in args
+    return hint, False
+
+
+def _convert(name: str, raw: Any) -> Any:
+    """Convert a string (or JSON/TOML value) to TrainConfig field ``name``'s type; ValueError names the option."""
+    from gpt2lib.train import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if name not in fields:
+        raise UsageError(f"unknown option {name!r}; known: {', '.join(sorted(fields))}")
+    base, nullable = _field_type(fields[name])
+    if nullable and (raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", ""))):
+        return None
+    try:
+        if base is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base is int and isinstance(raw, float) and not raw.is_integer():
+            raise ValueError
+        if base is int and isinstance(raw, str):
+            try:
+                return int(raw)
+            except ValueError:
+                if float(raw).is_integer():  # 1e4
+                    return int(float(raw))
+                raise
+        return base(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"invalid value {raw!r} for option {name!r} (expected {base.__name__})") from None
+
+
+def _load_config_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--config: file {path} does not exist")
+    if p.suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            raise UsageError("--config: TOML files need Python 3.11+ (tomllib); use JSON") from None
+        return tomllib.loads(p.read_text())
+    if p.suffix == ".json":
+        return json.loads(p.read_text())
+    raise UsageError(f"--config: {path} must end in .json or .toml")
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """Preset < config file < per-field flags < --set key=value."""
+    from gpt2lib.train import TrainConfig
+
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update({k: _convert(k, v) for k, v in _load_config_file(args.config).items()})
+    for f in dataclasses.fields(TrainConfig):
+        if hasattr(args, "cfg_" + f.name):
+            values[f.name] = getattr(args, "cfg_" + f.name)
+    for item in args.set or []:
+        if "=" not in item:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        values[key.strip().replace("-", "_")] = _convert(key.strip().replace("-", "_"), raw)
+    try:
+        return TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _add_train(sub) -> None:
+    from gpt2lib.train import PRESETS, TrainConfig
+
+    p = sub.add_parser("train", help="train a GPT-2 on prepared token shards",
+                       description="Train GPT-2 (GPT-2 §2.3). Settings: --preset < --config < flags < --set.")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named TrainConfig preset")
+    p.add_argument("--config", help="a JSON or TOML file of TrainConfig fields")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field (repeatable)")
+    for f in dataclasses.fields(TrainConfig):
+        base, nullable = _field_type(f)
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = dict(dest="cfg_" + f.name, default=argparse.SUPPRESS)
+        if base is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"(default {f.default})", **kw)
+        else:
+            p.add_argument(flag, type=lambda s, n=f.name: _argtype(n, s), metavar=base.__name__.upper(),
+                           help=f"(default {f.default})", **kw)
+    p.set_defaults(func=_cmd_train)
+
+
+def _argtype(name: str, s: str) -> Any:
+    try:
+        return _convert(name, s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _read_documents(args) -> list[str]:
+    from gpt2lib.data import split_documents
+    from gpt2lib.datasets import read_text
+
+    texts: list[tuple[str, str]] = []
+    for name in args.dataset or []:
+        texts.append((name, read_text(name)))
+    for path in args.input or []:
+        texts.append((path, Path(path).read_text(encoding="utf-8")))
+    if not texts:
+        raise UsageError("give --dataset NAME or --input FILE (at least one)")
+    docs: list[str] = []
+    for name, text in texts:
+        if name.endswith(".jsonl") or name in ("webtext-sample", "lambada-test"):
+            docs += [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
+        elif args.doc_sep:
+            docs += split_documents(text, args.doc_sep.encode().decode("unicode_escape"))
+        else:
+            docs.append(text)
+    return docs
+
+
+def _load_tokenizer(spec: str):
+    if spec == "gpt2":
+        from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+        return get_gpt2_tokenizer()
+    from gpt2lib.bpe import BytePairTokenizer
+
+    if not Path(spec).is_file():
+        raise UsageError(f"--tokenizer: {spec!r} is neither 'gpt2' nor a saved BytePairTokenizer file")
+    return BytePairTokenizer.load(spec)
+
+
+def _add_inputs(p) -> None:
+    p.add_argument("--dataset", action="append", help="a registered dataset name (gpt2lib.datasets), repeatable")
+    p.add_argument("--input", action="append", help="a UTF-8 text or .jsonl ({'text': ...}) file, repeatable")
+    p.add_argument("--doc-sep", default="\\n\\n",
+                   help="split plain text into documents at this separator (escapes allowed; '' = one document)")
+
+
+def _cmd_prepare(args) -> int:
+    from gpt2lib.data import prepare
+
+    docs = _read_documents(args)
+    meta = prepare(docs, args.out, _load_tokenizer(args.tokenizer), val_fraction=args.val_fraction,
+                   shard_size=args.shard_size, num_workers=args.workers, seed=args.seed)
+    for split, s in meta["splits"].items():
+        print(f"{split}: {s['documents']} documents, {s['tokens']:,} tokens, {len(s['shards'])} shard(s)")
+    return 0
+
+
+def _cmd_train_tokenizer(args) -> int:
+    from gpt2lib.bpe import BytePairTokenizer
+
+    text = "\n\n".join(_read_documents(args))
+    tok = BytePairTokenizer(name=args.name).train(text, args.vocab_size)
+    tok.save(args.out)
+    print(f"trained {tok.n_vocab}-token BPE on {len(text):,} characters -> {args.out}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from gpt2lib.train import train
+
+    cfg = train_config_from_args(args)
+    res = train(cfg)
+    vl = res["val_loss"]
+    print(f"done: step {res['step']}, train loss {res['losses'][-1] if res['losses'] else float('nan'):.4f}, "
+          f"val loss {vl if vl is None else round(vl, 4)}, tokens/s {res['tokens_per_s'] or 0:,.0f}")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    import torch
+
+    from gpt2lib.checkpoint import load_checkpoint
+    from gpt2lib.data import load_tokenizer
+    from gpt2lib.model import GPT2, GPT2Config
+
+    if (Path(args.model) / "config.json").is_file() and not (Path(args.model) / POINTER_FILE).exists():
+        model = GPT2.from_pretrained(args.model)
+        tok = _load_tokenizer(args.tokenizer or "gpt2")
+    else:
+        from gpt2lib.checkpoint import latest_checkpoint
+
+        state = json.loads((latest_checkpoint(args.model) / "state.json").read_text())
+        model = GPT2(GPT2Config.from_dict(state["config"]["model"]))
+        load_checkpoint(args.model, model=model, restore_rng=False)
+        tok = _load_tokenizer(args.tokenizer) if args.tokenizer else \
+            load_tokenizer(state["config"]["train_full"]["data_dir"])
+    model.eval()
+    gen = torch.Generator().manual_seed(args.seed)
+    ids = tok.encode(args.prompt) or [tok.eot]
+    for i in range(args.num_samples):
+        out = model.generate(torch.tensor([ids]), args.max_new_tokens, temperature=args.temperature,
+                             top_k=args.top_k, top_p=args.top_p, generator=gen)
+        print(f"--- sample {i + 1} ---\n{tok.decode(out[0].tolist())}")
+    return 0
+
+
+POINTER_FILE = "latest"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpt2lib", description="GPT-2 (Radford et al. 2019): data, training, "
+                                                                 "sampling.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="tokenize documents into token shards (GPT-2 §2.1)")
+    _add_inputs(p)
+    p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved BytePairTokenizer file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--shard-size", type=int, default=100_000_000, help="tokens per shard")
+    p.add_argument("--workers", type=int, default=1, help="tokenizer processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train-tokenizer", help="train a byte-level BPE (GPT-2 §2.2)")
+    _add_inputs(p)
+    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--out", required=True, help="output file (JSON)")
+    p.add_argument("--name", default="bpe")
+    p.set_defaults(func=_cmd_train_tokenizer)
+
+    _add_train(sub)
+
+    p = sub.add_parser("sample", help="generate text from a training run or a pretrained folder")
+    p.add_argument("--model", required=True, help="a run folder (out_dir), a checkpoint folder, or a "
+                                                  "save_pretrained folder")
+    p.add_argument("--tokenizer", help="'gpt2' or a BytePairTokenizer file (default: the run's data tokenizer)")
+    p.add_argument("--prompt", default="\n")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)
+
+    try:  # gpt2lib.evaluate may register an `eval` command (GPT-2 §3)
+        from gpt2lib import evaluate
+    except ImportError:
+        evaluate = None
+    if evaluate is not None and hasattr(evaluate, "add_cli"):
+        evaluate.add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        parser.exit(2, f"gpt2lib {args.command}: error: {e}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
