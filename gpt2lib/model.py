@@ -357,20 +357,16 @@ class GPT2(nn.Module):
                 f"{what} contains id {hi}, outside the vocabulary (vocab_size={self.config.vocab_size})"
             )
 
-    def forward(
+    def hidden_states(
         self,
         idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        *,
         kv_cache: KVCache | None = None,
-        last_only: bool = False,
         attn_out: list[torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Next-token logits ``[B, T, vocab]`` for every position, and the mean cross-entropy against
-        ``targets`` (``[B, T]``, ``-1`` = ignored) when given, else ``None``.
+    ) -> torch.Tensor:
+        """The final (layer-normalized) hidden states ``[B, T, n_embd]`` that the LM head reads.
 
-        ``kv_cache`` (generation) continues from the cached positions; ``last_only`` returns logits of
-        the last position only (``[B, 1, vocab]``); ``attn_out`` collects attention maps per layer.
+        ``kv_cache`` (generation) continues from the cached positions and is advanced by ``T``;
+        ``attn_out`` collects the attention maps of each layer.
         """
         idx = self._check_ids(idx)
         B, T = idx.shape
@@ -388,17 +384,33 @@ class GPT2(nn.Module):
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x, kv_cache, attn_out)
-        x = self.transformer.ln_f(x)
         if kv_cache is not None:
             kv_cache.pos += T
+        return self.transformer.ln_f(x)
 
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+        last_only: bool = False,
+        attn_out: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next-token logits ``[B, T, vocab]`` for every position, and the mean cross-entropy against
+        ``targets`` (``[B, T]``, ``-1`` = ignored) when given, else ``None``.
+
+        ``kv_cache`` (generation) continues from the cached positions; ``last_only`` returns logits of
+        the last position only (``[B, 1, vocab]``); ``attn_out`` collects attention maps per layer.
+        """
+        if targets is not None:  # check before the (expensive) forward pass
+            idx, targets = self._check_ids(idx), self._check_ids(targets, "targets")
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets shape {tuple(targets.shape)} != idx shape {tuple(idx.shape)}")
+            self._check_range(targets, low=-1, what="targets")
+        x = self.hidden_states(idx, kv_cache, attn_out)
         if targets is None:
-            logits = self.lm_head(x[:, -1:, :] if last_only else x)
-            return logits, None
-        targets = self._check_ids(targets, "targets")
-        if targets.shape != idx.shape:
-            raise ValueError(f"targets shape {tuple(targets.shape)} != idx shape {tuple(idx.shape)}")
-        self._check_range(targets, low=-1, what="targets")
+            return self.lm_head(x[:, -1:, :] if last_only else x), None
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
