@@ -1,0 +1,155 @@
+"""Small pretrained models for the book, trained once on CPU and cached (GPT-2 §2-§3 at toy scale).
+
+``load_pretrained_tiny("webtext-tiny")`` returns ``(model, tokenizer)``: a 4-layer, 128-wide GPT-2 with the real
+GPT-2 tokenizer (so the §3 evaluations run on it), trained for well under a minute on the WebText sample.
+``"shakespeare-tiny"`` is the same model size with a 1024-token BPE trained on Tiny Shakespeare.
+
+The first call trains the model deterministically (fixed seeds, a fixed number of CPU threads) and writes
+``model.safetensors`` + ``config.json`` (+ ``tokenizer.json``) under ``<cache>/zoo/<name>-<hash of recipe>/``;
+later calls load that folder. Concurrent first calls (e.g. notebooks under pytest-xdist) serialize on a lock
+file, and the folder appears by an atomic rename, so every caller ends with the same complete files.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gpt2lib.checkpoint import model_state_dict
+from gpt2lib.datasets import cache_root, read_text
+from gpt2lib.model import GPT2, GPT2Config
+
+__all__ = ["RECIPES", "load_pretrained_tiny", "recipe_key"]
+
+_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=128)
+_TRAIN = dict(block_size=128, micro_batch_size=8, tokens_per_step=2048, warmup_steps=10, lr=3e-3, min_lr=3e-4,
+              weight_decay=0.1, seed=1337, eval_interval=0, eval_batches=4, sample_tokens=0, save_interval=0,
+              log_interval=10)
+RECIPES: dict[str, dict[str, Any]] = {
+    # The 50257-wide output layer costs ~1 s per 1024 tokens on 2 cores: 32 steps of 1024 tokens.
+    "webtext-tiny": {"dataset": "webtext-sample", "tokenizer": "gpt2", "model": _MODEL,
+                     "train": {**_TRAIN, "tokens_per_step": 1024, "warmup_steps": 4, "lr": 6e-3, "min_lr": 6e-4,
+                               "max_steps": 32}, "threads": 2, "version": 1},
+    "shakespeare-tiny": {"dataset": "tiny-shakespeare", "tokenizer": {"bpe_vocab_size": 1024}, "model": _MODEL,
+                         "train": {**_TRAIN, "max_steps": 120}, "threads": 2, "version": 1},
+}
+
+
+def recipe_key(recipe: dict[str, Any]) -> str:
+    """A short hash of the recipe: a changed recipe gets a new cache folder."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except ImportError:  # Windows: rely on the atomic rename alone
+            pass
+        yield
+
+
+def _documents(recipe: dict[str, Any]) -> list[str]:
+    from gpt2lib.data import split_documents
+
+    text = read_text(recipe["dataset"])
+    if recipe["dataset"].startswith("webtext"):
+        return [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
+    return split_documents(text)
+
+
+def _tokenizer(recipe: dict[str, Any], docs: list[str]):
+    if recipe["tokenizer"] == "gpt2":
+        from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+        return get_gpt2_tokenizer()
+    from gpt2lib.bpe import BytePairTokenizer
+
+    return BytePairTokenizer(name="shakespeare-bpe").train("\n\n".join(docs), recipe["tokenizer"]["bpe_vocab_size"])
+
+
+def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
+    """Train ``recipe`` into the folder ``out`` (model.safetensors, config.json, maybe tokenizer.json)."""
+    from gpt2lib.data import prepare
+    from gpt2lib.train import TrainConfig, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe["threads"])  # float sums depend on the thread count: fix it
+    try:
+        docs = _documents(recipe)
+        tok = _tokenizer(recipe, docs)
+        with tempfile.TemporaryDirectory() as tmp:
+            prepare(docs, Path(tmp) / "data", tok, val_fraction=0.05, progress=False)
+            torch.manual_seed(recipe["train"]["seed"])
+            config = GPT2Config(vocab_size=tok.n_vocab, **recipe["model"])
+            model = GPT2(config)
+            cfg = TrainConfig(data_dir=str(Path(tmp) / "data"), out_dir=str(Path(tmp) / "run"), device="cpu",
+                              precision="fp32", progress=False, **recipe["train"])
+            res = train(cfg, model=model)
+        save_file(model_state_dict(model), str(out / "model.safetensors"))
+        (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "recipe": recipe,
+                                                     "val_loss": res["val_loss"], "val_bpb": res["val_bpb"]},
+                                                    indent=1))
+        if hasattr(tok, "save"):
+            tok.save(out / "tokenizer.json")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _load(folder: Path):
+    meta = json.loads((folder / "config.json").read_text())
+    model = GPT2(GPT2Config.from_dict(meta["model"]))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)  # lm_head is tied to wte
+    model.eval()
+    if (folder / "tokenizer.json").is_file():
+        from gpt2lib.bpe import BytePairTokenizer
+
+        tok = BytePairTokenizer.load(folder / "tokenizer.json")
+    else:
+        from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+        tok = get_gpt2_tokenizer()
+    return model, tok
+
+
+def load_pretrained_tiny(name: str = "webtext-tiny", *, cache_dir: str | os.PathLike | None = None,
+                         **train_overrides: Any):
+    """``(model, tokenizer)`` of a small cached model; trains it (deterministically, on CPU) on first use.
+
+    ``train_overrides`` change the recipe's training settings (e.g. ``max_steps=2`` for tests); they are part
+    of the cache key.
+    """
+    if name not in RECIPES:
+        raise KeyError(f"unknown tiny model {name!r}; known: {', '.join(RECIPES)}")
+    recipe = json.loads(json.dumps(RECIPES[name]))
+    unknown = set(train_overrides) - set(recipe["train"]) - {"max_steps"}
+    if unknown:
+        raise TypeError(f"unknown training setting(s) {sorted(unknown)}")
+    recipe["train"].update(train_overrides)
+    folder = cache_root(cache_dir) / "zoo" / f"{name}-{recipe_key(recipe)}"
+    if not (folder / "config.json").is_file():
+        with _file_lock(folder.with_name(folder.name + ".lock")):
+            if not (folder / "config.json").is_file():  # another process may have finished meanwhile
+                tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+                try:
+                    _train_recipe(recipe, tmp)
+                    try:
+                        os.rename(tmp, folder)  # atomic; fails if the folder appeared meanwhile
+                    except OSError:
+                        if not (folder / "config.json").is_file():
+                            raise
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+    return _load(folder)
