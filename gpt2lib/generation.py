@@ -120,15 +120,23 @@ def stream(
 def _lm_head(model: GPT2, steps: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """The tied LM head as a function of the last hidden state ``[B, n_embd]`` -> ``[B, vocab]``.
 
-    On CPU, a matrix-vector product with the head stored ``[n_embd, vocab]`` (one contiguous copy,
-    made once per call) runs about 2-3x faster than with ``nn.Linear``'s ``[vocab, n_embd]``; at
-    GPT-2's vocabulary the head is most of the work per generated token. Same product, same result up
-    to float rounding."""
+    On CPU, a matrix-vector product with the head stored ``[n_embd, vocab]`` runs about 2-3x faster
+    than with ``nn.Linear``'s ``[vocab, n_embd]``, and at GPT-2's vocabulary the head is most of the
+    work per generated token. So generation keeps one transposed copy of the head on the model
+    (``model._lm_head_t``; ~150 MB for the 124M model), remade whenever the weights change (their
+    version counter moves on every in-place update, e.g. an optimizer step or ``load_state_dict``).
+    Same product, same result up to float rounding.
+    """
     weight = model.lm_head.weight
-    if weight.device.type == "cpu" and steps >= 4:
-        weight_t = weight.detach().t().contiguous()
-        return lambda h: h @ weight_t
-    return lambda h: F.linear(h, weight)
+    if weight.device.type != "cpu" or steps < 4:
+        return lambda h: F.linear(h, weight)
+    key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
+    cached = getattr(model, "_lm_head_t", None)
+    if cached is None or cached[0] != key:
+        cached = (key, weight.detach().t().contiguous())
+        model._lm_head_t = cached
+    weight_t = cached[1]
+    return lambda h: h @ weight_t
 
 
 @torch.no_grad()

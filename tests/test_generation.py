@@ -76,6 +76,20 @@ def test_stream_yields_the_same_tokens_as_generate_one_step_at_a_time():
     assert torch.equal(torch.stack(steps, 1), generate(model, idx, 12, temperature=0.8, top_k=20, generator=g2)[:, 4:])
 
 
+def test_generation_sees_weight_updates_made_after_an_earlier_call():
+    """Generation keeps a transposed copy of the LM head; changing the weights must invalidate it."""
+    model = make(seed=1)
+    idx = torch.randint(0, 61, (2, 4), generator=torch.Generator().manual_seed(5))
+    model.generate(idx, 8, temperature=0)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    _, loss = model(idx, torch.roll(idx, -1, 1))
+    loss.backward()
+    opt.step()  # in-place update of the tied head
+    assert torch.equal(model.generate(idx, 8, temperature=0), greedy_without_cache(model, idx, 8))
+    model.load_state_dict(make(seed=2).state_dict())
+    assert torch.equal(model.generate(idx, 8, temperature=0), greedy_without_cache(model, idx, 8))
+
+
 def test_zero_new_tokens_returns_the_prompt():
     model = make()
     idx = torch.tensor([[1, 2, 3]])
