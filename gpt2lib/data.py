@@ -62,7 +62,19 @@ def _encode_chunk(args: tuple[list[str], str]) -> list[np.ndarray]:
 def _encoded(tokenizer, docs: list[str], dtype: np.dtype, num_workers: int, chunk: int, desc: str,
              progress: bool) -> Iterator[np.ndarray]:
     """Token arrays of ``docs`` in order; ``num_workers > 1`` tokenizes chunks in a process pool."""
-    chunks = [(docs[i : i + chunk], dtype.str) for i in range(0, len(docs), chunk)]
+    if chunk <= 0:  # by size: ~4 chunks per worker, at most 1M characters each
+        target = min(1 << 20, max(1, sum(len(d) for d in docs) // (4 * num_workers)))
+        chunks, cur, size = [], [], 0
+        for d in docs:
+            cur.append(d)
+            size += len(d)
+            if size >= target:
+                chunks.append((cur, dtype.str))
+                cur, size = [], 0
+        if cur:
+            chunks.append((cur, dtype.str))
+    else:
+        chunks = [(docs[i : i + chunk], dtype.str) for i in range(0, len(docs), chunk)]
     bar = tqdm(total=sum(len(d) for d in docs), unit="char", unit_scale=True, desc=desc, disable=not progress)
     with bar:
         if num_workers <= 1:
@@ -138,12 +150,13 @@ def prepare(
     num_workers: int = 1,
     seed: int = 0,
     dtype: str | None = None,
-    chunk_docs: int = 64,
+    chunk_docs: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Tokenize ``documents`` (strings, or paths of UTF-8 text files, one document each) into token shards.
 
-    Returns the metadata also written to ``out_dir/meta.json``. ``val_fraction`` of the documents (at least
+    ``chunk_docs`` documents go to a worker at a time (0: chunks of about a quarter of each worker's share,
+    at most 1M characters). Returns the metadata also written to ``out_dir/meta.json``. ``val_fraction`` of the documents (at least
     one when > 0) form the val split, chosen by a permutation seeded with ``seed``; each split keeps the
     corpus order. Every document is preceded by ``tokenizer.eot``. Errors (before any work): an empty corpus,
     a bad fraction, too few documents to split, a dtype too small for the vocabulary.
