@@ -18,6 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SETUP_TAG = "setup"
+SETUP_TAGS = [SETUP_TAG, "hide-input"]  # the boilerplate is folded away in the rendered book
 
 SETUP_TEMPLATE = '''\
 # Set-up, the same in every chapter. On Colab it fetches the book's repository and installs gpt2lib
@@ -87,17 +88,18 @@ def sync(path: Path, url: str, check: bool = False) -> bool:
     nb = nbformat.read(path, as_version=4)
     want = setup_cell_source(url)
     cell = first_code_cell(nb)
-    ok = cell is not None and cell.source == want and SETUP_TAG in cell.metadata.get("tags", [])
+    ok = cell is not None and cell.source == want and cell.metadata.get("tags", []) == SETUP_TAGS
     if ok or check:
         return ok
     if cell is None or SETUP_TAG not in cell.metadata.get("tags", []):
         cell = nbformat.v4.new_code_cell(want)
-        cell.metadata["tags"] = [SETUP_TAG]
+        cell.metadata["tags"] = list(SETUP_TAGS)
         cell.pop("id", None)
         cell["id"] = f"{path.stem[:20]}-setup"
         index = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
         nb.cells.insert(index, cell)
     cell.source = want
+    cell.metadata["tags"] = list(SETUP_TAGS)
     nbformat.write(nb, path)
     return False
 
