@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +193,7 @@ def test_eval_loss_is_the_mean_loss_over_val_windows(tmp_path, tiny_data):
     val = TokenShards.open(tiny_data, "val")
     loss, _ = evaluate_loss(model, val, 32, 4, 2, torch.device("cpu"))
     toks = torch.from_numpy(val.tokens()[: 8 * 32 + 1].astype(np.int64))
-    x = toks[:-1].view(8, 32) if False else torch.stack([toks[i * 32 : i * 32 + 32] for i in range(8)])
+    x = torch.stack([toks[i * 32 : i * 32 + 32] for i in range(8)])
     y = torch.stack([toks[i * 32 + 1 : i * 32 + 33] for i in range(8)])
     with torch.no_grad():
         logits, _ = model(x)
