@@ -277,6 +277,10 @@ class GPT2(nn.Module):
         if not isinstance(config, GPT2Config):
             raise TypeError(f"GPT2 expects a GPT2Config, got {type(config).__name__}")
         self.config = config
+        # Check token ids against the vocabulary on every call (a clear ValueError instead of an
+        # index error). On a GPU this reads two numbers back to the host and breaks a torch.compile
+        # graph; the trainer turns it off there, having checked the token shards once up front.
+        self.validate_ids = True
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
@@ -347,7 +351,9 @@ class GPT2(nn.Module):
         return idx if idx.dtype == torch.long else idx.long()
 
     def _check_range(self, idx: torch.Tensor, low: int = 0, what: str = "idx") -> None:
-        if idx.numel() == 0 or idx.device.type == "meta":
+        if not self.validate_ids or idx.numel() == 0 or idx.device.type == "meta":
+            return
+        if torch.compiler.is_compiling():
             return
         lo, hi = int(idx.min()), int(idx.max())
         if lo < low:

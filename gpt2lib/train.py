@@ -231,6 +231,10 @@ def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None
     if model.config.vocab_size < n_vocab:
         raise ValueError(f"model vocab_size {model.config.vocab_size} < data's n_vocab {n_vocab}")
     model.to(device)
+    if device.type != "cpu":
+        # The shards' ids were checked against the vocabulary when they were opened (meta.json);
+        # skip the per-step host read-back that would stall the GPU.
+        model.validate_ids = False
     loader = TokenLoader(train_shards, cfg.block_size, cfg.micro_batch_size, seed=cfg.seed, rank=rank,
                          world_size=world, model_block_size=model.config.block_size, device=device)
     optimizer = configure_optimizer(model, cfg, device)

@@ -322,3 +322,15 @@ def test_ids_on_another_device_raise_a_clear_error():
         model = GPT2(tiny())
     with pytest.raises(ValueError, match="device"):
         model(torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_id_validation_can_be_switched_off_for_accelerators():
+    """``validate_ids`` (on by default) is what turns a bad id into a ValueError; the trainer turns
+    it off on GPUs, where the check would read back to the host every step."""
+    model = GPT2(GPT2Config(n_layer=1, n_head=1, n_embd=8, block_size=8, vocab_size=16))
+    bad = torch.tensor([[3, 16]])
+    with pytest.raises(ValueError, match="16"):
+        model(bad)
+    model.validate_ids = False
+    with pytest.raises(IndexError):  # no check: the embedding lookup itself fails
+        model(bad)
