@@ -39,7 +39,7 @@ def normalize_text(text: str) -> str:
 
 def text_hash(text: str) -> str:
     """Hex BLAKE2b-128 digest of :func:`normalize_text`."""
-    return hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=16).hexdigest()
+    return hashlib.blake2b(normalize_text(text).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 class ExactDedup:
@@ -63,7 +63,7 @@ class ExactDedup:
 def shingles(text: str, n: int = 3) -> set[bytes]:
     """Word ``n``-grams of the case-folded ``\\w+`` tokens (a text shorter than ``n`` is one shingle)."""
     words = _WORDS.findall(normalize_text(text))
-    return {" ".join(words[i:i + n]).encode("utf-8") for i in range(max(1, len(words) - n + 1))}
+    return {" ".join(words[i:i + n]).encode("utf-8", "surrogatepass") for i in range(max(1, len(words) - n + 1))}
 
 
 def jaccard(a: set, b: set) -> float:

@@ -1,4 +1,4 @@
-"""Shared test set-up: offline, deterministic, one thread per worker.
+"""Shared test set-up for tests/ and the book's notebooks (nbval): offline, deterministic, one thread.
 
 The suite never touches the network. The data mirror and tiktoken's cache default to the
 ``../shared`` folder beside the checkout (as in CI) unless the environment already names them.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 _SHARED = ROOT.parent / "shared"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
