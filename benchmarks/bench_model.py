@@ -64,7 +64,7 @@ def bench_train_step(repeats: int) -> tuple[float, float]:
 
     def step_ours():
         ours.zero_grad(set_to_none=True)
-        _, loss = ours(idx, targets)
+        _, loss = ours(idx, targets, return_logits=False)  # as gpt2lib.train runs it
         loss.backward()
 
     def step_hf():

@@ -30,9 +30,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gpt2lib.loss import linear_cross_entropy
+
 __all__ = ["GPT2Config", "GPT2", "CausalSelfAttention", "MLP", "Block", "KVCache", "attention_maps"]
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "manual")
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 # (n_layer, n_head, n_embd, block_size): the four sizes of Table 2 plus two presets that train on a CPU.
 _PRESETS: dict[str, dict[str, int]] = {
@@ -402,12 +411,16 @@ class GPT2(nn.Module):
         kv_cache: KVCache | None = None,
         last_only: bool = False,
         attn_out: list[torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return_logits: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Next-token logits ``[B, T, vocab]`` for every position, and the mean cross-entropy against
         ``targets`` (``[B, T]``, ``-1`` = ignored) when given, else ``None``.
 
         ``kv_cache`` (generation) continues from the cached positions; ``last_only`` returns logits of
         the last position only (``[B, 1, vocab]``); ``attn_out`` collects attention maps per layer.
+        ``return_logits=False`` (with ``targets``; what the trainer uses) returns ``(None, loss)``: on a
+        CPU without autocast the loss then comes from :func:`gpt2lib.loss.linear_cross_entropy`, the
+        same number and gradients without the ``[B, T, vocab]`` logits tensor.
         """
         if targets is not None:  # check before the (expensive) forward pass
             idx, targets = self._check_ids(idx), self._check_ids(targets, "targets")
@@ -417,9 +430,11 @@ class GPT2(nn.Module):
         x = self.hidden_states(idx, kv_cache, attn_out)
         if targets is None:
             return self.lm_head(x[:, -1:, :] if last_only else x), None
+        if not return_logits and x.device.type == "cpu" and not _autocast_enabled("cpu"):
+            return None, linear_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-        return logits, loss
+        return (logits if return_logits else None), loss
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:

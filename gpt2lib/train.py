@@ -180,7 +180,7 @@ def evaluate_loss(model: torch.nn.Module, shards: TokenShards, block_size: int, 
         if i == max_batches:
             break
         with amp or contextlib.nullcontext():
-            _, loss = model(x, y)
+            _, loss = model(x, y, return_logits=False)
         total += float(loss) * y.numel()
         n += y.numel()
     model.train(was_training)
@@ -323,7 +323,7 @@ def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None
             sync = model.no_sync() if world > 1 and not last else contextlib.nullcontext()
             with sync:
                 with amp:
-                    _, loss = model(x, y)
+                    _, loss = model(x, y, return_logits=False)
                     loss = loss / grad_accum
                 scaler.scale(loss).backward()
             loss_sum += loss.detach()
