@@ -5,7 +5,7 @@
 # add-one-smoothed train unigram frequencies) that the model must beat.
 #   bash benchmarks/cpu_train_shakespeare.sh [work_dir] [max_steps]
 set -euo pipefail
-WORK=${1:-/tmp/gpt2lib-shakespeare}
+WORK=${1:-_build/cpu-shakespeare}  # _build/ is git-ignored
 STEPS=${2:-500}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 mkdir -p "$WORK"
