@@ -9,12 +9,14 @@ paper                         module
 §2.1 Training dataset         :mod:`gpt2lib.webtext`, :mod:`gpt2lib.data`, :mod:`gpt2lib.datasets`
 §2.2 Input representation     :mod:`gpt2lib.tokenizer` (tiktoken), :mod:`gpt2lib.bpe` (educational)
 §2.3 Model                    :mod:`gpt2lib.model`, :mod:`gpt2lib.generation`, :mod:`gpt2lib.weights`
-training                      :mod:`gpt2lib.train`, :mod:`gpt2lib.checkpoint`
+training                      :mod:`gpt2lib.train`, :mod:`gpt2lib.checkpoint`, :mod:`gpt2lib.loss`
 §3 Experiments                :mod:`gpt2lib.evaluate`, :mod:`gpt2lib.tasks`, :mod:`gpt2lib.detokenize`
 §4 Generalization             :mod:`gpt2lib.memorization`
 ============================  =========================================================
 
 The most used names are re-exported here and imported lazily, so ``import gpt2lib`` is cheap.
+(The trainer is ``gpt2lib.train.train``: a package attribute ``train`` would be replaced by the
+submodule of that name as soon as it is imported.)
 """
 from __future__ import annotations
 
@@ -30,10 +32,12 @@ _EXPORTS = {
     "GPT2Config": "gpt2lib.model",
     "GPT2": "gpt2lib.model",
     "TrainConfig": "gpt2lib.train",
-    "train": "gpt2lib.train",
     "estimate_memory": "gpt2lib.train",
     "download": "gpt2lib.datasets",
     "prepare": "gpt2lib.data",
+    "load_pretrained_tiny": "gpt2lib.zoo",
+    "evaluate_lm": "gpt2lib.evaluate",
+    "get_task": "gpt2lib.tasks",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
