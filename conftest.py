@@ -23,8 +23,15 @@ if (_SHARED / "tiktoken_cache").is_dir():
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 torch.set_num_threads(1)
+
+# Property tests: no wall-clock deadlines (the machine is shared and small); in CI the examples are
+# derived from each test's name, so a run is reproducible and a red build can be replayed exactly.
+settings.register_profile("default", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 @pytest.fixture(scope="session")
