@@ -39,6 +39,8 @@ from typing import Iterable, Mapping
 
 import regex
 
+from gpt2lib._io import atomic_write_text
+
 # GPT-2's pre-tokenizer (openai/gpt-2 src/encoder.py), with the contractions 's 't 're 've 'm 'll 'd
 # written as one group. Contractions are matched case-sensitively, so "DON'T" splits as "DON", "'",
 # "T": a quirk of GPT-2 we keep, because the released vocabulary was learned with it.
@@ -430,9 +432,7 @@ class BytePairTokenizer:
             "special_tokens": self.special_tokens,
             "vocab": [base64.b64encode(t).decode("ascii") for t in self.vocab],
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=0), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(doc, ensure_ascii=False, indent=0))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BytePairTokenizer":

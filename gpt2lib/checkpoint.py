@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from gpt2lib._io import atomic_write_text, fsync_dir, fsync_file
+
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "CheckpointError", "unwrap_model",
            "model_state_dict"]
 
@@ -60,24 +62,6 @@ def model_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         seen.add(key)
         out[name] = t.detach().contiguous().cpu()
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -174,7 +158,7 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         save_file(model_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": FORMAT})
-        _fsync_file(tmp / "model.safetensors")
+        fsync_file(tmp / "model.safetensors")
         rng_tensors, rng_js = _rng_state()
         tensors = dict(rng_tensors)
         state: dict[str, Any] = {"format": FORMAT, "step": int(step), "config": config or {},
@@ -184,19 +168,15 @@ def save_checkpoint(
             tensors.update(opt_tensors)
         state["scaler"] = scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        _fsync_file(tmp / "optimizer.safetensors")
+        fsync_file(tmp / "optimizer.safetensors")
         _write_json(tmp / "state.json", state)  # written last: its presence marks a complete folder
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.replace(tmp, run_dir / name)
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    pointer_tmp = run_dir / f".{POINTER}.{uuid.uuid4().hex[:8]}"
-    pointer_tmp.write_text(name + "\n")
-    _fsync_file(pointer_tmp)
-    os.replace(pointer_tmp, run_dir / POINTER)
-    _fsync_dir(run_dir)
+    atomic_write_text(run_dir / POINTER, name + "\n")
     old = sorted((p for p in run_dir.glob("ckpt-*") if p.name != name), key=lambda p: p.name)
     for p in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from gpt2lib._io import atomic_write_bytes
+
 __all__ = ["prepare", "TokenShards", "TokenLoader", "split_documents", "dtype_for_vocab", "load_tokenizer",
            "META_FILE"]
 
@@ -94,15 +96,6 @@ def _encoded(tokenizer, docs: list[str], dtype: np.dtype, num_workers: int, chun
                 pool.shutdown(cancel_futures=True)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class _ShardWriter:
     """Appends token arrays to ``{split}_{k:06d}.bin`` files of at most ``shard_size`` tokens."""
 
@@ -125,7 +118,7 @@ class _ShardWriter:
         if not self.n_buf:
             return
         name = f"{self.split}_{len(self.shards):06d}.bin"
-        _atomic_write_bytes(self.out_dir / name, np.concatenate(self.buf).astype(self.dtype).tobytes())
+        atomic_write_bytes(self.out_dir / name, np.concatenate(self.buf).astype(self.dtype).tobytes())
         self.shards.append({"file": name, "tokens": self.n_buf})
         self.buf, self.n_buf = [], 0
 
@@ -209,7 +202,7 @@ def prepare(
         }
     if callable(getattr(tokenizer, "save", None)):  # a trained BPE travels with its shards
         tokenizer.save(out / TOKENIZER_FILE)
-    _atomic_write_bytes(out / META_FILE, json.dumps(meta, indent=1).encode())
+    atomic_write_bytes(out / META_FILE, json.dumps(meta, indent=1).encode())
     return meta
 
 

@@ -29,6 +29,7 @@ from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
 
+from gpt2lib._io import fsync_dir
 from gpt2lib._manifest import TABLE
 
 __all__ = ["Dataset", "ChecksumError", "DATASETS", "GROUPS", "list_datasets", "info", "download", "read_text",
@@ -107,19 +108,6 @@ def _matches(path: Path, entry: Dataset) -> bool:
     return _VERIFIED[key] == entry.sha256
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
     """Stream ``entry.url`` into ``dest`` atomically, checking size and sha256 before the rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +139,7 @@ def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
                 f"with sha256 {entry.sha256} (from {entry.url}); the file was discarded"
             )
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

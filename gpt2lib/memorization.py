@@ -26,12 +26,13 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+
+from gpt2lib._io import atomic_path
 
 __all__ = [
     "normalize_words", "ngrams", "BloomFilter", "build_ngram_filter", "Overlap", "overlap",
@@ -146,14 +147,8 @@ class BloomFilter:
     def save(self, path: str | os.PathLike) -> None:
         """Write a ``.npz`` (no pickles) atomically: a crash never leaves a half-written filter."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, bits=self.bits, meta=np.array([self.m, self.k, self.n_added], dtype=np.int64))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, bits=self.bits, meta=np.array([self.m, self.k, self.n_added], dtype=np.int64))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BloomFilter":

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from gpt2lib import checkpoint as ckpt
+from gpt2lib._io import atomic_write_text
 from gpt2lib.data import TokenLoader, TokenShards, load_tokenizer
 from gpt2lib.hardware import (autocast_dtype, choose_precision, estimate_memory, flops_per_token,
                               max_micro_batch_size, peak_flops)
@@ -199,9 +200,7 @@ def _trim_log(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
 def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None = None) -> dict[str, Any]:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gpt2lib._io import atomic_path, atomic_write_text
 from gpt2lib.model import GPT2, GPT2Config
 
 __all__ = [
@@ -308,16 +308,6 @@ def save_pretrained(model: GPT2, directory: str | os.PathLike) -> None:
                 tensors[f"transformer.h.{i}.{name}.bias"] = torch.zeros(size, dtype=dtype)
         tensors["transformer.ln_f.bias"] = torch.zeros(C, dtype=dtype)
 
-    def atomic_write(path: Path, write) -> None:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    atomic_write(directory / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    text = json.dumps(config_to_hf(config), indent=2) + "\n"
-    atomic_write(directory / "config.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(directory / "config.json", json.dumps(config_to_hf(config), indent=2) + "\n")

@@ -67,7 +67,7 @@ def test_split_is_deterministic_for_a_seed(tmp_path, gpt2_tok):
     docs = [f"document number {i}" for i in range(40)]
     a = prepare(docs, tmp_path / "a", gpt2_tok, val_fraction=0.2, seed=3, progress=False)
     b = prepare(docs, tmp_path / "b", gpt2_tok, val_fraction=0.2, seed=3, progress=False)
-    c = prepare(docs, tmp_path / "c", gpt2_tok, val_fraction=0.2, seed=4, progress=False)
+    prepare(docs, tmp_path / "c", gpt2_tok, val_fraction=0.2, seed=4, progress=False)
     va, vb, vc = (TokenShards.open(tmp_path / x, "val").tokens() for x in "abc")
     assert a == b and np.array_equal(va, vb) and not np.array_equal(va, vc)
     assert a["splits"]["val"]["documents"] == 8

@@ -167,7 +167,6 @@ def test_coqa_prompt_and_greedy_answer_match_transformers(pair, tok) -> None:
 
 def test_nq_open_reader_and_qa_metrics(pair, tok, data_mirror) -> None:
     """EM and the top-1% accuracy are re-derived from the generated answers and their probabilities."""
-    from gpt2lib.tasks.coqa import exact_match
     from gpt2lib.tasks.qa import evaluate_qa, load_nq_open, qa_prompt
 
     data = load_nq_open()
