@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import types
 import typing
@@ -287,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UsageError as e:
         parser.exit(2, f"gpt2lib {args.command}: error: {e}\n")
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # bad data, files, models: say it, no traceback
+        if os.environ.get("GPT2LIB_DEBUG"):
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        parser.exit(1, f"gpt2lib {args.command}: error: {message}\n(set GPT2LIB_DEBUG=1 to see the traceback)\n")
 
 
 if __name__ == "__main__":

@@ -445,14 +445,9 @@ def load_model(spec: str, device: str = "cpu") -> torch.nn.Module:
     from gpt2lib.model import GPT2
 
     if spec.startswith("zoo:"):
-        try:
-            from gpt2lib import zoo  # type: ignore[attr-defined]
-        except ImportError as e:
-            raise RuntimeError(f"--model {spec}: gpt2lib.zoo is not available in this install") from e
-        loader = getattr(zoo, "load", None) or getattr(zoo, "from_pretrained", None)
-        if loader is None:
-            raise RuntimeError(f"--model {spec}: gpt2lib.zoo has no load() function")
-        model = loader(spec[4:])
+        from gpt2lib.zoo import load_pretrained_tiny
+
+        model, _ = load_pretrained_tiny(spec[4:])  # KeyError naming the known models
     elif Path(spec).is_dir():
         model = GPT2.from_pretrained(spec)
     else:
@@ -474,7 +469,8 @@ def add_cli(subparsers: Any) -> None:
 
     p = subparsers.add_parser("eval", help="zero-shot evaluation on a GPT-2 §3 task",
                               description="Zero-shot evaluation (GPT-2 §3); prints a table beside the paper's.")
-    p.add_argument("--task", required=True, help=f"one of: {', '.join(tasks.task_names())}")
+    p.add_argument("--task", required=True, choices=tasks.task_names(), metavar="TASK",
+                   help=f"one of: {', '.join(tasks.task_names())}")
     p.add_argument("--model", default="gpt2", help="gpt2 | gpt2-medium | ... (hub, online) | a folder | zoo:<name>")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
     p.add_argument("--batch-size", type=int, default=8)

@@ -278,6 +278,17 @@ def test_eval_cli_runs_a_task_on_a_local_model(pair, tmp_path, capsys, data_mirr
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "| lambada | acc |" in out and "| 3 | 45.99 |" in out
-    bad = parser.parse_args(["eval", "--task", "nope", "--model", str(tmp_path)])
-    with pytest.raises(KeyError, match="available"):
-        bad.func(bad)
+
+
+def test_eval_cli_rejects_unknown_tasks_and_models_by_name(capsys) -> None:
+    """A task that does not exist is a usage error (exit 2) listing the tasks; a model that cannot
+    be loaded is exit 1 with one line naming it, not a traceback."""
+    from gpt2lib.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--task", "lambda"])
+    assert e.value.code == 2 and "lambada" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--task", "lambada", "--model", "zoo:no-such-model"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "no-such-model" in err and "webtext-tiny" in err and "Traceback" not in err
