@@ -246,6 +246,8 @@ class BytePairTokenizer:
             if unknown:
                 raise ValueError(f"unknown special tokens {sorted(unknown)}; known: {list(self.special_tokens)}")
             allowed = {s: self.special_tokens[s] for s in allowed_special}
+        if not allowed:  # "all" of no special tokens: an empty split pattern would match everywhere
+            return self.encode_ordinary(text)
         out: list[int] = []
         for part in _split_special(text, allowed):
             if isinstance(part, int):

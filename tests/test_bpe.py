@@ -247,3 +247,14 @@ def test_partial_character_decoding_follows_errors_argument(gpt2_bpe):
     with pytest.raises(UnicodeDecodeError):
         gpt2_bpe.decode(ids[:1], errors="strict")
     assert gpt2_bpe.decode_bytes(ids[:1]) == "😀".encode()[: len(gpt2_bpe.decode_bytes(ids[:1]))]
+
+
+def test_allowed_special_all_without_special_tokens_is_ordinary_encoding():
+    """A tokenizer with no special tokens: allowed_special="all" allows nothing, so the text
+    (special-token characters included) encodes exactly as ordinary text, as tiktoken's does."""
+    bare = BytePairTokenizer(special_tokens={})
+    text = "a <|endoftext|> b"
+    ref = tiktoken.Encoding("bytes", pat_str=GPT2_SPLIT_PATTERN,
+                            mergeable_ranks={bytes([b]): b for b in range(256)}, special_tokens={})
+    assert bare.encode(text, allowed_special="all") == ref.encode(text, allowed_special="all")
+    assert bare.encode(text, allowed_special="all") == list(text.encode("utf-8"))
