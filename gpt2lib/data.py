@@ -56,9 +56,12 @@ def _init_worker(tokenizer) -> None:
     _WORKER_TOKENIZER = tokenizer
 
 
+def _encode_with(tokenizer, texts: list[str], dtype: str) -> list[np.ndarray]:
+    return [np.asarray(ids, dtype=dtype) for ids in tokenizer.encode_batch(texts)]
+
+
 def _encode_chunk(args: tuple[list[str], str]) -> list[np.ndarray]:
-    texts, dtype = args
-    return [np.asarray(ids, dtype=dtype) for ids in _WORKER_TOKENIZER.encode_batch(texts)]
+    return _encode_with(_WORKER_TOKENIZER, *args)
 
 
 def _encoded(tokenizer, docs: list[str], dtype: np.dtype, num_workers: int, chunk: int, desc: str,
@@ -79,9 +82,8 @@ def _encoded(tokenizer, docs: list[str], dtype: np.dtype, num_workers: int, chun
         chunks = [(docs[i : i + chunk], dtype.str) for i in range(0, len(docs), chunk)]
     bar = tqdm(total=sum(len(d) for d in docs), unit="char", unit_scale=True, desc=desc, disable=not progress)
     with bar:
-        if num_workers <= 1:
-            _init_worker(tokenizer)
-            results: Iterable = map(_encode_chunk, chunks)
+        if num_workers <= 1:  # in this process: its torch thread count is left alone
+            results: Iterable = (_encode_with(tokenizer, texts, dt) for texts, dt in chunks)
             pool = None
         else:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"

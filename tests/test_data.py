@@ -86,6 +86,18 @@ def test_small_shards_and_workers_give_the_same_tokens(tmp_path, gpt2_tok):
                                       TokenShards.open(tmp_path / "many", split).tokens())
 
 
+def test_serial_prepare_leaves_the_callers_torch_threads_alone(tmp_path, gpt2_tok):
+    """num_workers=1 tokenizes in this process; only pool workers are pinned to 1 torch thread, so a
+    prepare before training (e.g. in a notebook) does not slow the training that follows."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        prepare(DOCS, tmp_path, gpt2_tok, val_fraction=0.1, num_workers=1, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_prepare_reads_text_files(tmp_path, gpt2_tok, ref_enc):
     paths = []
     for i, d in enumerate(DOCS[:3]):
