@@ -250,14 +250,15 @@ def token_nlls(
             chunk = windows[start : start + batch_size]
             T = max(e - b - 1 for b, e, _ in chunk)
             idx = torch.zeros((len(chunk), T), dtype=torch.long)
+            tgt = torch.zeros((len(chunk), T), dtype=torch.long)  # tgt[row, j] = seq[b + j + 1]
             for row, (b, e, _) in enumerate(chunk):
                 idx[row, : e - b - 1] = torch.tensor(seq[b : e - 1])
+                tgt[row, : e - b - 1] = torch.tensor(seq[b + 1 : e])
             logp = _log_probs(model, idx.to(device), n_vocab)
+            # one gather and one device->host copy per batch (not per window)
+            nll = -logp.gather(2, tgt.to(logp.device)[..., None]).squeeze(-1).double().cpu()
             for row, (b, e, first) in enumerate(chunk):
-                pos = torch.arange(first - 1 - b, e - 1 - b)
-                target = torch.tensor(seq[first:e], device=logp.device)
-                nll = -logp[row, pos.to(logp.device)].gather(1, target[:, None]).squeeze(1)
-                out[first - 1 : e - 1] = nll.double().cpu()
+                out[first - 1 : e - 1] = nll[row, first - 1 - b : e - 1 - b]
     finally:
         model.train(was_training)
     return out
