@@ -332,10 +332,10 @@ class TokenLoader:
             rows.append(np.asarray(self.shards.arrays[s][i : i + self.block_size + 1], dtype=np.int64))
             self.pos += 1
         w = torch.from_numpy(np.stack(rows))
-        x, y = w[:, :-1], w[:, 1:]
-        if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-        return x.contiguous(), y.contiguous()
+        x, y = w[:, :-1].contiguous(), w[:, 1:].contiguous()
+        if self.device.type == "cuda":  # pinned, so the copies to the GPU are asynchronous
+            x, y = x.pin_memory(), y.pin_memory()
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass over the remaining full batches of the current epoch."""
