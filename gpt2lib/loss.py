@@ -81,4 +81,10 @@ def linear_cross_entropy(
         raise ValueError(f"targets shape {tuple(targets.shape)} != ({x.shape[0]},)")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if targets.numel():  # another negative id would silently count as class 0 (clamped below)
+        lo, hi = int(targets.min()), int(targets.max())
+        if lo < -1 or hi >= weight.shape[0]:
+            raise ValueError(
+                f"targets hold id {lo if lo < -1 else hi}; expected -1 (ignored) or 0 .. {weight.shape[0] - 1}"
+            )
     return _LinearCrossEntropy.apply(x, weight, targets, chunk_size)

@@ -57,6 +57,18 @@ def test_shape_mismatches_are_named():
         linear_cross_entropy(torch.randn(3, 4), torch.randn(5, 4), torch.zeros(2, dtype=torch.long))
 
 
+@pytest.mark.parametrize("bad", [-100, -2, 5])
+def test_targets_outside_the_vocabulary_are_a_value_error(bad):
+    """Only -1 is ignored: -100 (PyTorch's default ignore_index) or an id >= vocab is an error
+    (F.cross_entropy raises too), never a row silently scored as some class."""
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    y = torch.tensor([0, bad, 1])
+    with pytest.raises(IndexError):
+        _reference(x, w, y)
+    with pytest.raises(ValueError, match=f"targets hold id {bad}"):
+        linear_cross_entropy(x, w, y)
+
+
 def test_model_training_path_matches_the_logits_path():
     """``return_logits=False`` (the trainer's path) gives the same loss and parameter gradients."""
     torch.manual_seed(0)
