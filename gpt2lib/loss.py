@@ -44,7 +44,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 # d(loss)/d(logits) = (softmax(logits) - onehot(y)) * scale, scale = 1/n_valid on
                 # counted rows and 0 on ignored ones; the scale is applied to the small [c, d] side.
                 probs = logp.exp_()
-                probs[torch.arange(len(yc)), safe_y] -= 1.0
+                probs[torch.arange(len(yc), device=yc.device), safe_y] -= 1.0
                 scale = (valid.to(x.dtype) / max(n_valid, 1))[:, None]
                 torch.mm(probs, weight, out=grad_x[start : start + chunk_size])
                 grad_x[start : start + chunk_size] *= scale
