@@ -365,16 +365,16 @@ def generate_text(
     keep = max(1, _block_size(model) - max_new_tokens)
     idx = torch.tensor(ids[-keep:], dtype=torch.long, device=_device(model))
     out: list[int] = []
-    text = ""
     for tok in stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
                       eos_id=tokenizer.eot, generator=generator):
         if tok == tokenizer.eot or tok >= tokenizer.n_vocab:
             break
         out.append(tok)
-        text = tokenizer.decode(out)
-        if stop is not None and (cut := stop(text)) is not None:
-            return text[:cut]
-    return text
+        if stop is not None:  # the stop rule reads the text so far (re-decoded: a char may span tokens)
+            text = tokenizer.decode(out)
+            if (cut := stop(text)) is not None:
+                return text[:cut]
+    return tokenizer.decode(out)
 
 
 # --------------------------------------------------------------------------------------------------
