@@ -440,7 +440,7 @@ class GPT2(nn.Module):
     def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
         """Attention probabilities of every layer and head: ``[n_layer, B, n_head, T, T]``."""
         maps: list[torch.Tensor] = []
-        self(idx, attn_out=maps)
+        self.hidden_states(idx, attn_out=maps)  # the maps are all we need: skip the LM head
         return torch.stack(maps)
 
     # Generation and weights live in their own modules; these are thin entry points.
