@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from gpt2lib import datasets
 from gpt2lib.evaluate import TaskResult, check_vocab, generate_text
+from gpt2lib.tasks.coqa import stop_at_newline
 
 __all__ = ["read_sgm", "translation_prompt", "evaluate_translation", "run_en_fr", "run_fr_en"]
 
@@ -42,11 +43,6 @@ def translation_prompt(shots: Sequence[tuple[str, str]], source: str) -> str:
     return "".join(f"{s} = {t}\n" for s, t in shots) + f"{source} ="
 
 
-def _first_line(text: str) -> int | None:
-    i = text.find("\n")
-    return i if i >= 0 else None
-
-
 def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], references: Sequence[str], *,
                          name: str, n_shots: int = 5, limit: int | None = None, max_new_tokens: int = 128,
                          progress: bool = False, **_: Any) -> TaskResult:
@@ -62,7 +58,7 @@ def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], ref
     todo = list(zip(sources[n_shots:], references[n_shots:]))[:limit]
     hyps = []
     for src, _ in tqdm(todo, desc=name, disable=not progress, leave=False):
-        out = generate_text(model, tokenizer, translation_prompt(shots, src), max_new_tokens, stop=_first_line)
+        out = generate_text(model, tokenizer, translation_prompt(shots, src), max_new_tokens, stop=stop_at_newline)
         hyps.append(out.strip())
     bleu = sacrebleu.corpus_bleu(hyps, [[r for _, r in todo]])
     return TaskResult(name, {"bleu": bleu.score}, len(todo), notes=f"{n_shots} demonstration pairs, greedy")
