@@ -51,7 +51,7 @@ _TIKTOKEN_GPT2_PATTERN = (
     r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 )
 
-AllowedSpecial = Literal["all"] | AbstractSet[str]
+AllowedSpecial = Literal["all"] | Iterable[str]
 
 
 class TokenizerUnavailableError(RuntimeError):
@@ -84,7 +84,7 @@ class GPT2Tokenizer:
         unknown = set(allowed_special) - self._special
         if unknown:
             raise ValueError(f"unknown special tokens {sorted(unknown)}; GPT-2 has only {ENDOFTEXT!r}")
-        return allowed_special
+        return frozenset(allowed_special)  # tiktoken's Rust core takes only a (frozen)set
 
     def encode(self, text: str, allowed_special: AllowedSpecial = frozenset()) -> list[int]:
         """Text to ids. Special-token text is ordinary text unless listed in ``allowed_special``."""

@@ -108,6 +108,16 @@ def test_allowed_special_turns_endoftext_into_eot(tok, ref, allowed):
     assert tok.decode(ids) == text
 
 
+@pytest.mark.parametrize("allowed", [[EOT], (EOT,)])
+def test_allowed_special_may_be_any_collection_like_the_educational_bpe(tok, ref, allowed):
+    """A list or tuple of special tokens works as a set does (as in gpt2lib.bpe), in encode and
+    encode_batch, instead of a TypeError from tiktoken's Rust core."""
+    text = f"a{EOT}b"
+    expected = ref.encode(text, allowed_special={EOT})
+    assert tok.encode(text, allowed_special=allowed) == expected
+    assert tok.encode_batch([text, text], allowed_special=allowed) == [expected, expected]
+
+
 def test_unknown_special_token_is_rejected(tok):
     with pytest.raises(ValueError, match="<|fim_prefix|>"):
         tok.encode("x", allowed_special={"<|fim_prefix|>"})
