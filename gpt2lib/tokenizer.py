@@ -81,10 +81,11 @@ class GPT2Tokenizer:
             return self._special
         if isinstance(allowed_special, str):
             raise TypeError('allowed_special must be "all" or a set of special-token strings')
-        unknown = set(allowed_special) - self._special
+        allowed = frozenset(allowed_special)  # tiktoken's Rust core takes only a (frozen)set
+        unknown = allowed - self._special
         if unknown:
             raise ValueError(f"unknown special tokens {sorted(unknown)}; GPT-2 has only {ENDOFTEXT!r}")
-        return frozenset(allowed_special)  # tiktoken's Rust core takes only a (frozen)set
+        return allowed
 
     def encode(self, text: str, allowed_special: AllowedSpecial = frozenset()) -> list[int]:
         """Text to ids. Special-token text is ordinary text unless listed in ``allowed_special``."""

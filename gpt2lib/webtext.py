@@ -581,7 +581,8 @@ class DomainComparison:
 
 
 def compare_domains(sample: Counter, published: Sequence[tuple[str, int]], top: int = 20) -> DomainComparison:
-    rank = {d: i + 1 for i, (d, _) in enumerate(published)}
+    """Coverage of ``sample`` (domain -> links) by ``published``; the list's blank entry matches nothing."""
+    rank = {d: i + 1 for i, (d, _) in enumerate(published) if d}
     n = sum(sample.values())
     covered = sum(c for d, c in sample.items() if d in rank)
     shared = [(d, c, rank[d]) for d, c in sample.most_common() if d in rank][:top]

@@ -337,6 +337,13 @@ def test_published_domains_and_the_link_sample(data_mirror):
     assert cmp.shared_top[0][0] == sample.most_common(1)[0][0] == "blogspot"
 
 
+def test_compare_domains_blank_published_entry_covers_nothing():
+    """The published list's domain-less line (kept as "") must not count links with no host as covered."""
+    cmp = compare_domains(Counter({"": 3, "google": 1}), [("google", 10), ("", 9)])
+    assert cmp.covered_links == pytest.approx(1 / 4)
+    assert cmp.shared_top == [("google", 1, 1)]
+
+
 def test_read_top_domains_rejects_a_malformed_line(tmp_path):
     bad = tmp_path / "domains.txt"
     bad.write_text("10 a\nfive b\n")
