@@ -207,19 +207,18 @@ def _cmd_train(args) -> int:
 def _cmd_sample(args) -> int:
     import torch
 
-    from gpt2lib.checkpoint import load_checkpoint
+    from gpt2lib.checkpoint import POINTER, latest_checkpoint, load_checkpoint
     from gpt2lib.data import load_tokenizer
     from gpt2lib.model import GPT2, GPT2Config
 
-    if (Path(args.model) / "config.json").is_file() and not (Path(args.model) / POINTER_FILE).exists():
+    if (Path(args.model) / "config.json").is_file() and not (Path(args.model) / POINTER).exists():
         model = GPT2.from_pretrained(args.model)
         tok = _load_tokenizer(args.tokenizer or "gpt2")
     else:
-        from gpt2lib.checkpoint import latest_checkpoint
-
-        state = json.loads((latest_checkpoint(args.model) / "state.json").read_text())
+        ckpt = latest_checkpoint(args.model)
+        state = json.loads((ckpt / "state.json").read_text())
         model = GPT2(GPT2Config.from_dict(state["config"]["model"]))
-        load_checkpoint(args.model, model=model, restore_rng=False)
+        load_checkpoint(ckpt, model=model, restore_rng=False)
         tok = _load_tokenizer(args.tokenizer) if args.tokenizer else \
             load_tokenizer(state["config"]["train_full"]["data_dir"])
     model.eval()
@@ -230,9 +229,6 @@ def _cmd_sample(args) -> int:
                              top_k=args.top_k, top_p=args.top_p, generator=gen)
         print(f"--- sample {i + 1} ---\n{tok.decode(out[0].tolist())}")
     return 0
-
-
-POINTER_FILE = "latest"
 
 
 def build_parser() -> argparse.ArgumentParser:
