@@ -22,14 +22,13 @@ import difflib
 import gzip
 import hashlib
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
 
-from gpt2lib._io import fsync_dir
+from gpt2lib._io import atomic_path
 from gpt2lib._manifest import TABLE
 
 __all__ = ["Dataset", "ChecksumError", "DATASETS", "GROUPS", "list_datasets", "info", "download", "read_text",
@@ -111,10 +110,9 @@ def _matches(path: Path, entry: Dataset) -> bool:
 def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
     """Stream ``entry.url`` into ``dest`` atomically, checking size and sha256 before the rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
     h, n = hashlib.sha256(), 0
-    try:
-        req = Request(entry.url, headers={"User-Agent": "gpt2lib"})
+    req = Request(entry.url, headers={"User-Agent": "gpt2lib"})
+    with atomic_path(dest) as tmp:  # removed on any error, so the cache never holds a partial or wrong file
         with urlopen(req, timeout=60) as resp, open(tmp, "wb") as f, tqdm(
             total=entry.size, unit="B", unit_scale=True, desc=entry.name, disable=not progress
         ) as bar:
@@ -131,18 +129,11 @@ def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
                 h.update(chunk)
                 n += len(chunk)
                 bar.update(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
         if n != entry.size or h.hexdigest() != entry.sha256:
             raise ChecksumError(
                 f"{entry.name}: downloaded {n} bytes with sha256 {h.hexdigest()}, expected {entry.size} bytes "
                 f"with sha256 {entry.sha256} (from {entry.url}); the file was discarded"
             )
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def download(name: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
