@@ -101,8 +101,9 @@ def evaluate_lambada(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_
     pairs = [split_last_word(t) for t in texts]
     contexts = [tokenizer.encode(c) for c, _ in pairs]
     targets = [tokenizer.encode(w) for _, w in pairs]
+    mask = stopword_mask(tokenizer).to(next(model.parameters()).device)  # moved once, not once per passage
     scores = score_continuations(model, contexts, targets, batch_size, n_vocab=tokenizer.n_vocab,
-                                 first_token_mask=stopword_mask(tokenizer), bos=tokenizer.eot,
+                                 first_token_mask=mask, bos=tokenizer.eot,
                                  progress=progress, desc="lambada")
     n = len(scores)
     acc = sum(s.greedy for s in scores)
