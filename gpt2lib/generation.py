@@ -46,6 +46,8 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {p!r}")
+    if p == 1.0:  # keeps everything by definition; the float cumsum below can reach 1 early
+        return logits
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     before = torch.cumsum(probs, dim=-1) - probs  # probability mass strictly before each token

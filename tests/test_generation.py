@@ -155,6 +155,14 @@ def test_top_k_filter_matches_a_plain_recomputation(rows, k):
     assert top_k_filter(logits, k).tolist() == [top_k_reference(r, k) for r in logits.tolist()]
 
 
+def test_top_p_one_keeps_every_token_even_when_float_mass_rounds_to_one():
+    """p=1 is no filter at all, also when the float32 cumulative mass reaches 1.0 before the
+    last tokens (a peaked row: the tail's exact mass is below 1 but rounds to it)."""
+    logits = torch.tensor([[0.0, 1.0, 2.0, 16.75]])
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
+    assert torch.equal(top_p_filter(logits, 1), logits)
+
+
 @given(rows=logit_rows, p=st.floats(0.01, 1.0))
 @settings(max_examples=50, deadline=None)
 def test_top_p_filter_matches_a_plain_recomputation(rows, p):
