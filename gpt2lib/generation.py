@@ -28,10 +28,19 @@ from gpt2lib.model import GPT2, KVCache
 __all__ = ["generate", "stream", "top_k_filter", "top_p_filter", "sample_next"]
 
 
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Set every logit below the ``k``-th largest of its row to ``-inf`` (ties with it are kept)."""
+def _check_top_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"top_k must be a positive int, got {k!r}")
+
+
+def _check_top_p(p: float) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {p!r}")
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Set every logit below the ``k``-th largest of its row to ``-inf`` (ties with it are kept)."""
+    _check_top_k(k)
     k = min(k, logits.size(-1))
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
@@ -44,8 +53,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     tokens strictly before it is below ``p``. So the most likely token is always kept and ``p=1``
     keeps everything. The others get ``-inf``.
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {p!r}")
+    _check_top_p(p)
     if p == 1.0:  # keeps everything by definition; the float cumsum below can reach 1 early
         return logits
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
@@ -57,14 +65,13 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def _check_options(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """The filters' own checks, made up front (``stream`` is lazy) so bad options fail at the call."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
         raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
-        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-    if top_p is not None and (
-        isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0
-    ):
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if top_k is not None:
+        _check_top_k(top_k)
+    if top_p is not None:
+        _check_top_p(top_p)
 
 
 def sample_next(
