@@ -50,7 +50,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller texts and fewer repeats")
     args = ap.parse_args()
     mirror = _mirror()
-    web = "\n\n".join(json.loads(ln)["text"] for ln in (mirror / "webtext/webtext.train.first1408.jsonl").open())
+    lines = (mirror / "webtext/webtext.train.first1408.jsonl").read_text(encoding="utf-8").split("\n")
+    web = "\n\n".join(json.loads(ln)["text"] for ln in lines if ln)
     shakespeare = (mirror / "tinyshakespeare/input.txt").read_text(encoding="utf-8")
     text = web + "\n\n" + shakespeare
     repeats = 5
