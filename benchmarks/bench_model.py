@@ -1,8 +1,8 @@
 """Speed of gpt2lib's GPT-2 against `transformers.GPT2LMHeadModel` with the same weights (CPU, 1 thread).
 
 Each measurement alternates ours and transformers (interleaved repeats, order swapped every round)
-and reports medians. Targets (ratio = ours / HF for times, HF / ours for throughput inverted so that
-"ratio" is always "how our number compares"):
+and reports medians. Targets (ratio = ours / HF, for times, where lower is better, and for tokens/s,
+where higher is better):
 
 * training step (forward + backward), n_layer 4, n_embd 256, batch 8 x 256: time <= 0.95x HF
 * 124M forward, batch 1 x 128: time <= 1.0x HF
