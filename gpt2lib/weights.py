@@ -271,9 +271,10 @@ def from_pretrained(name_or_dir: str | os.PathLike, **overrides: Any) -> GPT2:
             break
     else:
         raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {folder}")
+    state_dict = read_state_dict(weights)  # its errors already name the file
     model = GPT2(config)
     try:
-        load_state_dict(model, read_state_dict(weights))
+        load_state_dict(model, state_dict)
     except ValueError as e:
         raise ValueError(f"{weights}: {e}") from e
     return model.eval()
