@@ -370,6 +370,10 @@ def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None
         if record is not None:
             _write_log(log_path, record)
         timed_out = max_time is not None and time.perf_counter() - t_start > max_time
+        if world > 1 and max_time is not None:  # all ranks stop at the same step, or the collectives hang
+            flag = torch.tensor(float(timed_out), device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            timed_out = bool(flag)
         if (cfg.save_interval and done % cfg.save_interval == 0) or done == cfg.max_steps or timed_out:
             save(done, step_loss)
         if timed_out:

@@ -269,3 +269,38 @@ def test_resume_in_a_new_process_is_bit_identical(tmp_path, tiny_data):
     assert [(r["step"], r["val_loss"]) for r in log_a if r["val_loss"] is not None] == [
         (r["step"], r["val_loss"]) for r in log_b if r["val_loss"] is not None and r["step"] != k]
     assert straight["losses"] == [r["loss"] for r in log_a]
+
+
+_FAST_CLOCK_SCRIPT = """
+import json, os, sys, time, types, torch
+torch.set_num_threads(1)
+import gpt2lib.train as T
+from gpt2lib.model import GPT2, GPT2Config
+if os.environ["RANK"] == "1":  # this rank's clock runs a million times faster: it reaches max_time first
+    T.time = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() * 1e6)
+torch.manual_seed(0)
+model = GPT2(GPT2Config(block_size=32, vocab_size=50257, n_layer=1, n_head=2, n_embd=16))
+res = T.train(T.TrainConfig(**json.loads(sys.argv[1])), model=model, max_time=3600)
+print("RANK", os.environ["RANK"], "STOPPED AT", res["step"])
+"""
+
+
+@pytest.mark.slow
+def test_max_time_stops_every_ddp_rank_at_the_same_step(tmp_path, tiny_data):
+    """Under DDP the ranks' clocks differ; when one rank passes max_time, all stop after the same step
+    (a rank that stopped alone would leave the others waiting in a collective forever)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "fast_clock.py"
+    script.write_text(_FAST_CLOCK_SCRIPT)
+    cfg = _cfg(tiny_data, tmp_path / "run", max_steps=50, eval_interval=0, device="cpu")
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", f"--master_port={port}",
+         str(script), json.dumps(cfg.to_dict())],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RANK 0 STOPPED AT 1" in out.stdout and "RANK 1 STOPPED AT 1" in out.stdout
+    assert load_checkpoint(tmp_path / "run", restore_rng=False)["step"] == 1
