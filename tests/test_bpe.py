@@ -258,3 +258,17 @@ def test_allowed_special_all_without_special_tokens_is_ordinary_encoding():
                             mergeable_ranks={bytes([b]): b for b in range(256)}, special_tokens={})
     assert bare.encode(text, allowed_special="all") == ref.encode(text, allowed_special="all")
     assert bare.encode(text, allowed_special="all") == list(text.encode("utf-8"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 50256), min_size=0, max_size=700))
+def test_decode_bytes_equals_tiktoken_for_short_and_long_id_lists(gpt2_bpe, ref, ids):
+    """Short lists use the join, long ones (>= 256 ids) the vectorized gather: same bytes either way."""
+    assert gpt2_bpe.decode_bytes(ids) == ref.decode_bytes(ids)
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (50257, ValueError), (1.5, TypeError), (2**70, ValueError)])
+@pytest.mark.parametrize("length", [3, 400])
+def test_decode_rejects_a_bad_id_by_name_in_short_and_long_lists(gpt2_bpe, bad, error, length):
+    with pytest.raises(error, match=str(bad) if error is ValueError else "float"):
+        gpt2_bpe.decode([11] * length + [bad])
