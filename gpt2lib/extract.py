@@ -299,7 +299,8 @@ def benchmark_scores(preds: Mapping[str, str], gold: Mapping[str, str], n: int =
             ps.append(tp / (tp + fp))
         if tp + fn > 0:
             rs.append(tp / (tp + fn))
-    p, r = statistics.mean(ps), statistics.mean(rs)
+    # a page with an empty prediction has no precision (nothing predicted); all empty: precision 0
+    p, r = (statistics.mean(ps) if ps else 0.0), (statistics.mean(rs) if rs else 0.0)
     return PRF(p, r, _f1(p, r))
 
 

@@ -230,3 +230,11 @@ def test_stored_outputs_cover_the_same_pages(subset):
         assert out.keys() == gold.keys() == pages.keys()
     assert all(isinstance(v, bytes) and v for v in pages.values())
     assert Counter(bool(g.strip()) for g in gold.values())[True] == len(gold)
+
+
+def test_benchmark_scores_of_an_extractor_that_finds_nothing_is_zero_precision_not_a_crash():
+    from gpt2lib.extract import benchmark_scores
+
+    gold = {"a": "some article text here", "b": "another article body"}
+    scores = benchmark_scores({"a": "", "b": ""}, gold)
+    assert scores.precision == 0.0 and scores.recall == 0.0 and scores.f1 == 0.0

@@ -59,14 +59,16 @@ def evaluate_qa(model: Any, tokenizer: Any, examples: Sequence[tuple[str, list[s
     answers = [generate_text(model, tokenizer, p, max_new_tokens, stop=stop_at_newline).strip()
                for p in tqdm(prompts, desc="nq", disable=not progress, leave=False)]
     correct = [any(exact_match(a, g) for g in gold) for a, (_, gold) in zip(answers, examples)]
-    # Confidence of each generated answer; an empty answer gets probability 0.
+    # Confidence of each generated answer: its log-probability; an empty answer gets -inf.
     scored = [i for i, a in enumerate(answers) if a]
     scores = score_continuations(model, [tokenizer.encode(prompts[i]) for i in scored],
                                  [tokenizer.encode(" " + answers[i]) for i in scored], batch_size,
                                  n_vocab=tokenizer.n_vocab, bos=tokenizer.eot)
-    confidence = [0.0] * len(answers)
+    # Ranked by log-probability: exp() of a long answer's log-probability can underflow to 0.0 and
+    # tie with the empty answers (log-probability -inf).
+    confidence = [-math.inf] * len(answers)
     for i, s in zip(scored, scores):
-        confidence[i] = math.exp(s.logprob)
+        confidence[i] = s.logprob
     top = sorted(range(len(answers)), key=lambda i: -confidence[i])[: math.ceil(0.01 * len(answers))]
     metrics = {"exact_match": 100.0 * sum(correct) / len(correct),
                "acc_top1pct": 100.0 * sum(correct[i] for i in top) / len(top)}

@@ -55,7 +55,7 @@ def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], ref
         raise ValueError(f"need more than n_shots={n_shots} segments, got {len(sources)}")
     check_vocab(model, tokenizer)
     shots = list(zip(sources[:n_shots], references[:n_shots]))
-    todo = list(zip(sources[n_shots:], references[n_shots:]))[:limit]
+    todo = list(zip(sources[n_shots:], references[n_shots:]))[:limit or None]  # limit 0/None: all, as elsewhere
     hyps = []
     for src, _ in tqdm(todo, desc=name, disable=not progress, leave=False):
         out = generate_text(model, tokenizer, translation_prompt(shots, src), max_new_tokens, stop=stop_at_newline)
