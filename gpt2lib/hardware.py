@@ -18,6 +18,7 @@ tensor cores, so its MFU is measured against the TF32 peak on GPUs that have one
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -46,7 +47,8 @@ def peak_flops(device_name: str | None, precision: str, tf32: bool = True) -> fl
     if not device_name:
         return None
     for fragment, table in PEAK_TFLOPS:
-        if fragment.lower() in device_name.lower():
+        # a whole model name, not a substring: "L4" is not an L40, "A10" is not an RTX A1000 (but is an A10G)
+        if re.search(rf"(?<![a-z0-9]){re.escape(fragment.lower())}(?![0-9])", device_name.lower()):
             key = "tf32" if precision == "fp32" and tf32 and "tf32" in table else precision
             return table[key] * 1e12 if key in table else None
     return None

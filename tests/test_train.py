@@ -92,6 +92,15 @@ def test_peak_flops_from_datasheets():
     assert peak_flops("Tesla T4", "bf16") is None and peak_flops(None, "fp32") is None
 
 
+def test_peak_flops_matches_whole_model_names_only():
+    """An L40 is not an L4 and an RTX A1000 is not an A10: unknown GPUs give None, not a wrong MFU."""
+    assert peak_flops("NVIDIA L40", "bf16") is None
+    assert peak_flops("NVIDIA RTX A1000", "fp16") is None
+    assert peak_flops("NVIDIA L4", "bf16") == 121e12
+    assert peak_flops("NVIDIA A10G", "bf16") == 125e12
+    assert peak_flops("NVIDIA L40S", "bf16") == 362e12
+
+
 # --- memory estimate ----------------------------------------------------------------------------------------
 def test_memory_estimate_parameter_and_optimizer_terms_are_exact():
     """params/grads/Adam bytes equal the real tensors of a model after one AdamW step."""
