@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from gpt2lib.checkpoint import model_state_dict
 from gpt2lib.datasets import cache_root, read_text
 from gpt2lib.model import GPT2, GPT2Config
+from gpt2lib.weights import load_state_dict
 
 __all__ = ["RECIPES", "load_pretrained_tiny", "recipe_key"]
 
@@ -113,8 +114,8 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
 
 def _load(folder: Path):
     meta = json.loads((folder / "config.json").read_text())
-    model = GPT2(GPT2Config.from_dict(meta["model"]))
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)  # lm_head is tied to wte
+    # every key checked (a missing or mis-shaped one is a ValueError); lm_head is tied to wte
+    model = load_state_dict(GPT2(GPT2Config.from_dict(meta["model"])), load_file(str(folder / "model.safetensors")))
     model.eval()
     if (folder / "tokenizer.json").is_file():
         from gpt2lib.bpe import BytePairTokenizer
