@@ -300,14 +300,18 @@ class TokenLoader:
         self.shards, self.block_size, self.batch_size = shards, block_size, batch_size
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
         self.device = torch.device(device)
-        starts = [(s, i * block_size) for s, a in enumerate(shards.arrays) for i in range((len(a) - 1) // block_size)]
-        if not starts:
+        # (shard, offset) of every window, as arrays: a 10B-token split has ~10M windows
+        counts = np.array([max(0, (len(a) - 1) // block_size) for a in shards.arrays], dtype=np.int64)
+        first = np.repeat(np.cumsum(counts) - counts, counts)  # index of each window's shard's first window
+        starts = np.stack([np.repeat(np.arange(len(counts)), counts),
+                           (np.arange(counts.sum()) - first) * block_size], axis=1).astype(np.int64)
+        if not len(starts):
             raise ValueError(f"the {shards.split} split has {shards.num_tokens} tokens: fewer than one window of "
                              f"block_size + 1 = {block_size + 1} tokens")
         if len(starts) < world_size:
             raise ValueError(f"more ranks than data: {world_size} ranks but only {len(starts)} windows of "
                              f"{block_size + 1} tokens in the {shards.split} split")
-        self.starts = np.array(starts, dtype=np.int64)
+        self.starts = starts
         self.windows_per_rank = len(starts) // world_size
         self.epoch, self.pos = 0, 0
         self._order = self._epoch_order(0)
