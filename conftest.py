@@ -6,20 +6,14 @@ The suite never touches the network. The data mirror and tiktoken's cache defaul
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-_SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "book" / "_tools"))
+from offline_env import set_offline_defaults  # noqa: E402
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if (_SHARED / "data").is_dir():
-    os.environ.setdefault("GPT2LIB_DATA_MIRROR", str(_SHARED / "data"))
-if (_SHARED / "tiktoken_cache").is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(_SHARED / "tiktoken_cache"))
+set_offline_defaults(ROOT)  # before torch is imported, so OMP_NUM_THREADS takes effect
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

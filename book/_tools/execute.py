@@ -8,7 +8,6 @@ Run it after editing a chapter, then check it with ``python -m pytest --nbval bo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import nbformat
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from offline_env import set_offline_defaults  # noqa: E402
 from sync_notebooks import ROOT, chapter_notebooks, repository_url, sync  # noqa: E402
 
 
@@ -39,13 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--all", action="store_true", help="every chapter in _toc.yml")
     args = parser.parse_args(argv)
-    shared = ROOT.parent / "shared"
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if (shared / "data").is_dir():
-        os.environ.setdefault("GPT2LIB_DATA_MIRROR", str(shared / "data"))
-    if (shared / "tiktoken_cache").is_dir():
-        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(shared / "tiktoken_cache"))
+    set_offline_defaults(ROOT)  # the same environment as CI's notebook kernels
     paths = chapter_notebooks() if args.all else [p.resolve() for p in args.notebooks]
     for path in paths:
         print(f"{path.relative_to(ROOT)}: {execute(path):.1f} s", flush=True)
