@@ -14,7 +14,9 @@ Where a file comes from, in order:
    so the cache never holds a partial or wrong file.
 
 The 181 HTML pages of the extraction benchmark are one entry each (``"html-page/<id16>"``) and a group,
-``"html-pages"``, whose download returns their folder.
+``"html-pages"``, whose download returns their folder; likewise the 250 CNN/Daily Mail test articles of the
+FRANK benchmark (``"cnn-dailymail-article/<id16>"``, group ``"cnn-dailymail-articles"``, §3.6). The One Billion
+Word test set is ``"one-billion-word-test"`` (Table 3's 1BW column).
 """
 from __future__ import annotations
 
@@ -63,13 +65,18 @@ def _parse(table: str) -> dict[str, Dataset]:
 
 DATASETS: dict[str, Dataset] = _parse(TABLE)
 # A group downloads all its members and returns their common folder.
-GROUPS: dict[str, list[str]] = {"html-pages": sorted(n for n in DATASETS if n.startswith("html-page/"))}
+GROUPS: dict[str, list[str]] = {
+    "html-pages": sorted(n for n in DATASETS if n.startswith("html-page/")),
+    "cnn-dailymail-articles": sorted(n for n in DATASETS if n.startswith("cnn-dailymail-article/")),
+}
 _VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, checked this process
 
 
 def list_datasets(include_pages: bool = False) -> list[str]:
-    """Registered names (the 181 single HTML pages only with ``include_pages=True``) and group names."""
-    names = [n for n in DATASETS if include_pages or not n.startswith("html-page/")]
+    """Registered names (single members of a group, such as the 181 HTML pages or the 250 CNN/Daily Mail
+    articles, only with ``include_pages=True``) and group names."""
+    members = {m for group in GROUPS.values() for m in group}
+    names = [n for n in DATASETS if include_pages or n not in members]
     return sorted(names + list(GROUPS))
 
 

@@ -37,9 +37,11 @@ def test_book_datasets_are_registered():
               "wikitext-2-test", "ptb-test", "lambada-test", "nq-open-dev", "wsc", "wmt14-en-fr-src",
               "wmt14-en-fr-ref", "wmt14-fr-en-src", "wmt14-fr-en-ref", "reddit-links-2005-12",
               "reddit-links-2006-12", "html-extraction-ground-truth", "html-pages", "gpt2-encoder-json",
-              "gpt2-vocab-bpe", "r50k-base-tiktoken"]:
+              "gpt2-vocab-bpe", "r50k-base-tiktoken", "one-billion-word-test", "cnn-dailymail-test-urls",
+              "cnn-dailymail-articles"]:
         assert n in names
     assert len(datasets.GROUPS["html-pages"]) == 181
+    assert len(datasets.GROUPS["cnn-dailymail-articles"]) == 250
 
 
 def test_mirror_files_are_used_in_place_and_verified(data_mirror):
