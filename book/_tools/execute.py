@@ -2,6 +2,7 @@
 
     python book/_tools/execute.py book/model.ipynb [more.ipynb ...]
     python book/_tools/execute.py --all
+    python book/_tools/execute.py --out /tmp/nbcheck book/model.ipynb   # check a chapter, leave it untouched
 
 Run it after editing a chapter, then check it with ``python -m pytest --nbval book/<nb>.ipynb -p no:xdist``.
 """
@@ -20,9 +21,12 @@ from offline_env import set_offline_defaults  # noqa: E402
 from sync_notebooks import ROOT, chapter_notebooks, repository_url, sync  # noqa: E402
 
 
-def execute(path: Path, timeout: int = 600) -> float:
-    """Run every cell of ``path`` in a fresh kernel (cwd = the notebook's folder); return seconds taken."""
-    sync(path, repository_url())
+def execute(path: Path, timeout: int = 600, out: Path | None = None) -> float:
+    """Run every cell of ``path`` in a fresh kernel (cwd = the notebook's folder); return seconds taken.
+
+    The executed notebook replaces ``path``, or is written to ``out/<name>`` (``path`` untouched) when given."""
+    if out is None:
+        sync(path, repository_url())
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
@@ -30,6 +34,9 @@ def execute(path: Path, timeout: int = 600) -> float:
     seconds = time.perf_counter() - start
     for cell in nb.cells:  # keep diffs small: no execution timestamps
         cell.metadata.pop("execution", None)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / path.name
     nbformat.write(nb, path)
     return seconds
 
@@ -38,11 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--all", action="store_true", help="every chapter in _toc.yml")
+    parser.add_argument("--out", type=Path, help="write executed copies here instead of in place")
     args = parser.parse_args(argv)
     set_offline_defaults(ROOT)  # the same environment as CI's notebook kernels
     paths = chapter_notebooks() if args.all else [p.resolve() for p in args.notebooks]
     for path in paths:
-        print(f"{path.relative_to(ROOT)}: {execute(path):.1f} s", flush=True)
+        print(f"{path.relative_to(ROOT)}: {execute(path, out=args.out):.1f} s", flush=True)
     return 0
 
 
