@@ -38,7 +38,14 @@ import torch
 device = "cuda" if torch.cuda.is_available() else "cpu"
 # SCALE sets each chapter's size: "cpu" runs in about a minute on two CPU cores; "gpu" is the bigger
 # run the text describes. The environment variable GPT2_BOOK_SCALE overrides the default.
+# GPT2_BOOK_GPU_SIZE=tiny keeps the "gpu" code path but shrinks its loops and slices to seconds (CI runs
+# it on CPU with a small stand-in for the released "gpt2" weights).
 SCALE = os.environ.get("GPT2_BOOK_SCALE", "gpu" if device == "cuda" else "cpu")
+GPU_SIZE = os.environ.get("GPT2_BOOK_GPU_SIZE", "full")
+if SCALE not in ("cpu", "gpu") or GPU_SIZE not in ("full", "tiny"):
+    raise ValueError(f"GPT2_BOOK_SCALE must be 'cpu' or 'gpu' (got {{SCALE!r}}), "
+                     f"GPT2_BOOK_GPU_SIZE 'full' or 'tiny' (got {{GPU_SIZE!r}})")
+GPU_TINY = SCALE == "gpu" and GPU_SIZE == "tiny"
 torch.manual_seed(0)
 print(f"device={{device}}  SCALE={{SCALE!r}}")'''
 
