@@ -1,0 +1,23 @@
+"""The errors gpt2lib raises on purpose, under one base class.
+
+Every expected failure (a bad setting, a damaged file, an interrupted run) is a :class:`GPT2LibError`
+whose message names the file or option concerned, so the command line can report it in one line with an
+exit status instead of a traceback. Subclasses also derive from the matching built-in type
+(``ValueError``, ``FloatingPointError``, ...), so code that caught those before still catches them.
+"""
+from __future__ import annotations
+
+__all__ = ["GPT2LibError", "ConfigError"]
+
+
+class GPT2LibError(Exception):
+    """Base class of gpt2lib's own errors; the message says what is wrong and where."""
+
+
+class ConfigError(GPT2LibError, ValueError):
+    """A setting with a value it cannot have; ``option`` is the setting's (field's) name."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.detail = message
