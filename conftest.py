@@ -1,7 +1,13 @@
 """Shared test set-up for tests/ and the book's notebooks (nbval): offline, deterministic, one thread.
 
 The suite never touches the network. The data mirror and tiktoken's cache default to the
-``../shared`` folder beside the checkout (as in CI) unless the environment already names them.
+``../shared`` folder beside the checkout (as in CI) unless the environment already names them, and
+the float kernels are pinned (:mod:`gpt2lib.numerics`) unless the environment already chose others.
+
+Notebooks: under the kernel path a chapter was executed with (its metadata ``gpt2lib.kernel_path``),
+nbval compares every output exactly. Under another kernel path, cells whose outputs depend on trained
+floats are compared as their ``drift`` metadata says (a stated tolerance, or the cell's own asserts;
+see ``book/_tools/drift.py``); every other cell is still compared exactly.
 """
 from __future__ import annotations
 
@@ -11,9 +17,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "book" / "_tools"))
-from offline_env import set_offline_defaults  # noqa: E402
+from offline_env import set_offline_defaults, warm_zoo  # noqa: E402
 
-set_offline_defaults(ROOT)  # before torch is imported, so OMP_NUM_THREADS takes effect
+set_offline_defaults(ROOT)  # before torch is imported, so OMP_NUM_THREADS and the kernel pins take effect
+
+import drift  # noqa: E402
+from gpt2lib import numerics  # noqa: E402
+
+KERNEL_PATH = numerics.kernel_path()  # the notebooks' kernels inherit this process's environment
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -35,3 +46,54 @@ def data_mirror() -> Path:
     if not path or not Path(path).is_dir():
         pytest.fail("GPT2LIB_DATA_MIRROR is not set to a folder laid out like ../shared/data")
     return Path(path)
+
+
+def _pinned(path: str) -> bool:
+    return all(f"{k}={v}" in path.split("/") for k, v in numerics.PINNED.items())
+
+
+def _exact(nb) -> bool:
+    """True when a notebook's committed outputs were made under the kernel path this run uses."""
+    recorded = nb.metadata.get("gpt2lib", {}).get("kernel_path")
+    return recorded == KERNEL_PATH and _pinned(KERNEL_PATH)
+
+
+def _install_drift_rules() -> None:
+    try:
+        from nbval.plugin import IPyNbCell
+    except ImportError:  # nbval not installed: no notebooks are collected
+        return
+    exact_compare = IPyNbCell.compare_outputs
+    if getattr(exact_compare, "_gpt2lib", False):
+        return
+
+    def compare_outputs(self, test, ref, skip_compare=None):
+        rule = self.cell.metadata.get("drift")
+        if rule is None or _exact(self.parent.nb):
+            return exact_compare(self, test, ref, skip_compare)
+        reason = drift.compare_outputs(ref, test, rule, skip_compare or self.parent.skip_compare)
+        if reason is None:
+            return True
+        exact_compare(self, test, ref, skip_compare)  # fills comparison_traceback with nbval's own diff
+        self.comparison_traceback.insert(0, f"off the committed kernel path ({KERNEL_PATH}), drift rule {rule}: "
+                                            f"{reason}")
+        return False
+
+    compare_outputs._gpt2lib = True
+    IPyNbCell.compare_outputs = compare_outputs
+
+
+_install_drift_rules()
+
+
+def pytest_sessionstart(session):
+    """Before any chapter runs, train (or find) the zoo models, so no chapter shows their first-use notice.
+
+    Only in the process that starts the notebooks' workers, and only when chapters are part of the run."""
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    targets = [str(a) for a in config.args] or list(config.getini("testpaths"))
+    if any(t.endswith(".ipynb") or Path(t).resolve() == ROOT / "book" or Path(t).resolve() == ROOT
+           for t in (a.split("::")[0] for a in targets)):
+        warm_zoo()

@@ -4,10 +4,14 @@
 GPT-2 tokenizer (so the §3 evaluations run on it), trained for well under a minute on the WebText sample.
 ``"shakespeare-tiny"`` is the same model size with a 1024-token BPE trained on Tiny Shakespeare.
 
-The first call trains the model deterministically (fixed seeds, a fixed number of CPU threads) and writes
-``model.safetensors`` + ``config.json`` (+ ``tokenizer.json``) under ``<cache>/zoo/<name>-<hash of recipe>/``;
-later calls load that folder. Concurrent first calls (e.g. notebooks under pytest-xdist) serialize on a lock
-file, and the folder appears by an atomic rename, so every caller ends with the same complete files.
+The first call trains the model deterministically and writes ``model.safetensors`` + ``config.json``
+(+ ``tokenizer.json``) under ``<cache>/zoo/<name>-<hash>/``; later calls load that folder. Training runs in a
+child process under the book's pinned numeric environment (:mod:`gpt2lib.numerics`: AVX2 kernels, the
+recipe's thread count), so the same recipe gives the same bits on any x86-64 CPU with AVX2 whatever the
+calling process has already set up; the hash covers the recipe *and* that kernel path. The first call says
+what it is doing on stderr, with a progress bar. Concurrent first calls (e.g. notebooks under pytest-xdist)
+serialize on a lock file, and the folder appears by an atomic rename, so every caller ends with the same
+complete files.
 """
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +31,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gpt2lib.checkpoint import model_state_dict
+from gpt2lib import numerics
 from gpt2lib.datasets import cache_root, read_text
 from gpt2lib.model import GPT2, GPT2Config
 from gpt2lib.weights import load_state_dict
 
-__all__ = ["RECIPES", "load_pretrained_tiny", "recipe_key"]
+__all__ = ["RECIPES", "load_pretrained_tiny", "recipe_key", "training_environment"]
 
 _MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=128)
 _TRAIN = dict(block_size=128, micro_batch_size=8, tokens_per_step=2048, warmup_steps=10, lr=3e-3, min_lr=3e-4,
@@ -47,9 +55,24 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def recipe_key(recipe: dict[str, Any]) -> str:
-    """A short hash of the recipe: a changed recipe gets a new cache folder."""
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+# Roughly how long a first-use training takes on an idle 2-core machine (said before it starts).
+_EXPECTED_SECONDS = {"webtext-tiny": 60, "shakespeare-tiny": 45}
+
+
+def training_environment(recipe: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the recipe trains in: the caller's, with the pinned kernel variables filled in where the
+    caller did not set them (:func:`gpt2lib.numerics.apply`) and the recipe's own thread count."""
+    env = dict(os.environ if environ is None else environ)
+    threads = str(recipe["threads"])
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    numerics.apply(env, threads=None)
+    return env
+
+
+def recipe_key(recipe: dict[str, Any], environ: dict[str, str] | None = None) -> str:
+    """A short hash of the recipe and of the kernel path it trains under: either changed gets a new folder."""
+    path = numerics.kernel_path(training_environment(recipe, environ))
+    return hashlib.sha256(json.dumps([recipe, path], sort_keys=True).encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -94,7 +117,8 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
     try:
         docs = _documents(recipe)
         tok = _tokenizer(recipe, docs)
-        with tempfile.TemporaryDirectory() as tmp:
+        tmp = out / "_work"  # the parent process follows tmp/run/log.jsonl for its progress bar
+        try:
             prepare(docs, Path(tmp) / "data", tok, val_fraction=0.05, progress=False)
             torch.manual_seed(recipe["train"]["seed"])
             config = GPT2Config(vocab_size=tok.n_vocab, **recipe["model"])
@@ -102,6 +126,8 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
             cfg = TrainConfig(data_dir=str(Path(tmp) / "data"), out_dir=str(Path(tmp) / "run"), device="cpu",
                               precision="fp32", progress=False, **recipe["train"])
             res = train(cfg, model=model)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         save_file(model_state_dict(model), str(out / "model.safetensors"))
         (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "recipe": recipe,
                                                      "val_loss": res["val_loss"], "val_bpb": res["val_bpb"]},
@@ -110,6 +136,53 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
             tok.save(out / "tokenizer.json")
     finally:
         torch.set_num_threads(threads)
+
+
+def _train_in_child(name: str, recipe: dict[str, Any], out: Path, progress: bool) -> None:
+    """Run :func:`_train_recipe` in a fresh interpreter under :func:`training_environment`, with a progress bar
+    fed from the child's ``log.jsonl``; the child's own output goes to a log file, not to the caller."""
+    env = training_environment(recipe)
+    steps = int(recipe["train"]["max_steps"])
+    if progress:
+        print(f"gpt2lib.zoo: first use of {name!r}: training it once on CPU ({steps} steps, about "
+              f"{_EXPECTED_SECONDS.get(name, 60)} s on an idle 2-core machine); later calls load "
+              f"{out.parent}", file=sys.stderr, flush=True)
+    log = out / "child.log"
+    from tqdm.auto import tqdm
+
+    with open(log, "wb") as sink, tqdm(total=steps, desc=f"training {name}", unit="step", disable=not progress,
+                                       file=sys.stderr) as bar:
+        child = subprocess.Popen([sys.executable, "-m", "gpt2lib.zoo", json.dumps(recipe), str(out)], env=env,
+                                 stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            while child.poll() is None:
+                time.sleep(0.5)
+                step = _last_step(out / "_work" / "run" / "log.jsonl")
+                if step > bar.n:  # redraw only when training moved on (a notebook keeps every redraw)
+                    bar.update(step - bar.n)
+        except BaseException:  # Ctrl-C in the caller: stop the child too
+            child.kill()
+            child.wait()
+            raise
+        if child.returncode == 0:
+            bar.update(steps - bar.n)
+    if child.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"training the zoo model {name!r} failed (exit {child.returncode}):\n{tail}")
+    log.unlink()
+
+
+def _last_step(log: Path) -> int:
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line).get("step", 0))
+        except (ValueError, AttributeError):  # a line being written
+            continue
+    return 0
 
 
 def _load(folder: Path):
@@ -129,11 +202,11 @@ def _load(folder: Path):
 
 
 def load_pretrained_tiny(name: str = "webtext-tiny", *, cache_dir: str | os.PathLike | None = None,
-                         **train_overrides: Any):
+                         progress: bool = True, **train_overrides: Any):
     """``(model, tokenizer)`` of a small cached model; trains it (deterministically, on CPU) on first use.
 
     ``train_overrides`` change the recipe's training settings (e.g. ``max_steps=2`` for tests); they are part
-    of the cache key.
+    of the cache key. ``progress=False`` silences the first-use notice and progress bar.
     """
     if name not in RECIPES:
         raise KeyError(f"unknown tiny model {name!r}; known: {', '.join(RECIPES)}")
@@ -148,7 +221,7 @@ def load_pretrained_tiny(name: str = "webtext-tiny", *, cache_dir: str | os.Path
             if not (folder / "config.json").is_file():  # another process may have finished meanwhile
                 tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
                 try:
-                    _train_recipe(recipe, tmp)
+                    _train_in_child(name, recipe, tmp, progress)
                     try:
                         os.rename(tmp, folder)  # atomic; fails if the folder appeared meanwhile
                     except OSError:
@@ -157,3 +230,7 @@ def load_pretrained_tiny(name: str = "webtext-tiny", *, cache_dir: str | os.Path
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
     return _load(folder)
+
+
+if __name__ == "__main__":  # the child process of _train_in_child: python -m gpt2lib.zoo RECIPE_JSON OUT
+    _train_recipe(json.loads(sys.argv[1]), Path(sys.argv[2]))

@@ -44,7 +44,7 @@ def test_concurrent_first_loads_deterministic_weights_and_cache(tmp_path, monkey
     def no_training(*args, **kwargs):
         raise AssertionError("trained again instead of reading the cache")
 
-    monkeypatch.setattr(zoo, "_train_recipe", no_training)
+    monkeypatch.setattr(zoo, "_train_in_child", no_training)
     m2, tok2 = load_pretrained_tiny("shakespeare-tiny", cache_dir=tmp_path / "a", max_steps=2)
     assert all(torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values()))
     assert m2.lm_head.weight is m2.transformer.wte.weight
@@ -66,3 +66,42 @@ def test_unknown_model_or_setting_is_refused(tmp_path):
         load_pretrained_tiny("webtext-tiny", cache_dir=tmp_path, bogus=1)
 
 
+
+
+def test_training_runs_under_the_pinned_kernels_unless_the_caller_chose_others(monkeypatch):
+    """The child that trains gets the pinned kernel variables and the recipe's thread count; a variable the
+    caller set explicitly wins, and then the cache key (which names the kernel path) differs."""
+    from gpt2lib import numerics
+
+    for key in numerics.PINNED:
+        monkeypatch.delenv(key, raising=False)
+    r = zoo.RECIPES["webtext-tiny"]
+    env = zoo.training_environment(r)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == str(r["threads"])
+    if numerics.can_pin():
+        assert {k: env[k] for k in numerics.PINNED} == numerics.PINNED
+    pinned_key = zoo.recipe_key(r)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert zoo.training_environment(r)["ATEN_CPU_CAPABILITY"] == "default"
+    assert zoo.recipe_key(r) != pinned_key
+
+
+@pytest.mark.slow
+def test_first_use_says_what_it_does_on_stderr_and_nothing_on_stdout(tmp_path, capfd):
+    """First use prints a notice and a progress bar on stderr (the trainer's own lines stay in the child);
+    progress=False is silent; a cached load prints nothing."""
+    load_pretrained_tiny("shakespeare-tiny", cache_dir=tmp_path / "a", max_steps=2)
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "first use of 'shakespeare-tiny'" in err and "training shakespeare-tiny" in err and "2/2" in err
+    load_pretrained_tiny("shakespeare-tiny", cache_dir=tmp_path / "a", max_steps=2)
+    load_pretrained_tiny("shakespeare-tiny", cache_dir=tmp_path / "b", max_steps=2, progress=False)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_failed_training_names_the_model_and_leaves_no_folder(tmp_path, monkeypatch):
+    """A child that fails raises an error naming the model with the child's output, and no folder is left."""
+    monkeypatch.setattr(zoo, "RECIPES", {"webtext-tiny": {**zoo.RECIPES["webtext-tiny"], "dataset": "no-such-data"}})
+    with pytest.raises(RuntimeError, match="(?s)webtext-tiny.*no-such-data"):
+        load_pretrained_tiny("webtext-tiny", cache_dir=tmp_path, progress=False)
+    assert [p for p in (tmp_path / "zoo").iterdir() if p.is_dir()] == []

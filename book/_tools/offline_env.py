@@ -1,7 +1,9 @@
 """The environment every chapter runs in, in CI (via conftest.py) and by hand (via execute.py).
 
-One thread, no network: the data mirror and tiktoken's cache default to ``../shared`` beside the
-checkout when the environment does not already name them. Kernels started afterwards inherit it.
+One thread, no network, and the pinned float kernels of :mod:`gpt2lib.numerics` (the one definition of
+the numeric environment, also used by the zoo models' training): the data mirror and tiktoken's cache
+default to ``../shared`` beside the checkout when the environment does not already name them. Kernels
+started afterwards inherit it.
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from pathlib import Path
 
 def set_offline_defaults(root: Path) -> None:
     """Fill in (never override) the variables that make runs offline, single-threaded and repeatable."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    from gpt2lib import numerics  # imports nothing heavy: torch must not be loaded yet
+
+    numerics.apply(threads=1)  # pinned kernels (where the CPU allows) + OMP/MKL_NUM_THREADS=1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,3 +24,15 @@ def set_offline_defaults(root: Path) -> None:
         os.environ.setdefault("GPT2LIB_DATA_MIRROR", str(shared / "data"))
     if (shared / "tiktoken_cache").is_dir():
         os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(shared / "tiktoken_cache"))
+
+
+def warm_zoo() -> None:
+    """Train (or find cached) the zoo models the chapters load, before any chapter runs.
+
+    Run from the process that then starts the chapters' kernels (after :func:`set_offline_defaults`), so the
+    models' first-use notice appears here rather than inside a chapter's committed output.
+    """
+    from gpt2lib.zoo import RECIPES, load_pretrained_tiny
+
+    for name in RECIPES:
+        load_pretrained_tiny(name)
