@@ -39,7 +39,7 @@ def main() -> None:
         print(f"| {d} | {c} | {rank} |")
 
     docs = list(read_webtext_sample())
-    run = run_pipeline(clean_stages() + [Stage("exact dedup", ExactDedup(), pure=False)], docs)
+    run = run_pipeline(clean_stages() + [ExactDedup()], docs)
     n_clean = len(list(run))
     report_table(f"Cleaning the WebText sample ({n_clean} of {len(docs)} kept)", run)
 
@@ -64,7 +64,7 @@ def main() -> None:
     for _ in range(3):
         for w in times:
             t0 = time.perf_counter()
-            out = list(run_pipeline(clean_stages() + [Stage("exact", ExactDedup(), pure=False)], big,
+            out = list(run_pipeline(clean_stages() + [ExactDedup()], big,
                                     workers=w, chunk_size=256))
             times[w].append(time.perf_counter() - t0)
     print("| workers | docs/s | time vs serial |\n|---|---|---|")

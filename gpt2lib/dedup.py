@@ -10,6 +10,10 @@ Two levels:
   Datasets*, ch. 3). Both come from ``datasketch``; candidates are then verified with the MinHash
   estimate so LSH's false candidates do not count (:class:`NearDedup`, :func:`near_duplicate_pairs`).
 
+Both stages are :class:`gpt2lib.pipeline.GroupStage` s: the keys they emit (a text hash; LSH band
+values) are grouped by a dict in a serial run and by a shuffle on :mod:`gpt2lib.engine`, and each group
+of duplicates keeps its first document.
+
 How well it works is measured, not assumed: :func:`plant_near_duplicates` takes documents, makes
 perturbed copies (each word deleted or replaced with probability ``rate``) and records exactly which
 pairs it planted; :func:`score_pairs` compares the detected pairs against that ground truth.
@@ -25,9 +29,13 @@ import random
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Sequence
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
+
+from gpt2lib.pipeline import GroupStage
 
 _WORDS = re.compile(r"\w+")
 
@@ -42,22 +50,17 @@ def text_hash(text: str) -> str:
     return hashlib.blake2b(normalize_text(text).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-class ExactDedup:
-    """Stateful stage function: keep the first document of each :func:`text_hash`.
+@dataclass(frozen=True)
+class ExactDedup(GroupStage):
+    """Group stage: keep the first document of each :func:`text_hash` (the key it emits).
 
     Works on anything with a ``.text`` attribute or on plain strings."""
 
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
+    name: str = "exact dedup"
+    reason: str = "exact duplicate"
 
-    def __call__(self, doc):
-        from gpt2lib.webtext import Drop
-
-        h = text_hash(doc if isinstance(doc, str) else doc.text)
-        if h in self.seen:
-            return Drop("exact duplicate")
-        self.seen.add(h)
-        return doc
+    def keys(self, doc) -> list[bytes]:
+        return [bytes.fromhex(text_hash(doc if isinstance(doc, str) else doc.text))]
 
 
 def shingles(text: str, n: int = 3) -> set[bytes]:
@@ -76,33 +79,43 @@ def minhash(text: str, num_perm: int = 128, n: int = 3, seed: int = 1) -> MinHas
     return m
 
 
-class NearDedup:
-    """Stateful stage function: drop a document whose estimated Jaccard similarity to an already
-    kept one is at least ``threshold`` (LSH candidates, verified with the MinHash estimate)."""
+@dataclass(frozen=True)
+class NearDedup(GroupStage):
+    """Group stage: near duplicates by MinHash LSH, resolved as connected components.
 
-    def __init__(self, threshold: float = 0.5, num_perm: int = 128, n: int = 3, seed: int = 1):
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        self.threshold, self.num_perm, self.n, self.seed = threshold, num_perm, n, seed
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self.kept: dict[str, MinHash] = {}
+    Map: each document's MinHash (``num_perm`` permutations of its ``n``-word shingles) is cut into
+    ``b`` bands of ``r`` rows (datasketch's optimal banding for ``threshold``); each band is a key
+    ``(band number, band values)``. Group-by: documents sharing a band key are candidates. Verify: a pair
+    counts when its MinHash Jaccard estimate is at least ``threshold``. Resolve: each connected component
+    keeps its lowest document index. A chain A~B~C keeps only A even if A and C differ more.
+    """
 
-    def match(self, text: str) -> tuple[MinHash, list[str]]:
-        """This text's MinHash and the kept keys it is a near duplicate of."""
-        m = minhash(text, self.num_perm, self.n, self.seed)
-        hits = [k for k in self.lsh.query(m) if m.jaccard(self.kept[k]) >= self.threshold]
-        return m, sorted(hits)
+    threshold: float = 0.5
+    num_perm: int = 128
+    n: int = 3
+    seed: int = 1
+    name: str = "near dedup"
+    reason: str = "near duplicate"
+    verify = True
 
-    def __call__(self, doc):
-        from gpt2lib.webtext import Drop
+    def __post_init__(self):
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
 
-        m, hits = self.match(doc if isinstance(doc, str) else doc.text)
-        if hits:
-            return Drop("near duplicate")
-        key = str(len(self.kept))
-        self.lsh.insert(key, m)
-        self.kept[key] = m
-        return doc
+    @cached_property
+    def bands(self) -> list[tuple[int, int]]:
+        """[(start, end)] of each band of the signature, as datasketch's MinHashLSH cuts it."""
+        return MinHashLSH(threshold=self.threshold, num_perm=self.num_perm).hashranges
+
+    def sketch(self, doc) -> np.ndarray:
+        return minhash(doc if isinstance(doc, str) else doc.text, self.num_perm, self.n, self.seed).hashvalues
+
+    def keys(self, doc) -> list[bytes]:
+        sig = self.sketch(doc)
+        return [k.to_bytes(2, "little") + sig[a:b].tobytes() for k, (a, b) in enumerate(self.bands)]
+
+    def similar(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return np.count_nonzero(a == b) / len(a) >= self.threshold
 
 
 def near_duplicate_pairs(texts: Sequence[str], threshold: float = 0.5, num_perm: int = 128, n: int = 3,

@@ -11,7 +11,8 @@ A :class:`Stage` is a name and a function of one item that returns the (possibly
 cp1252"). :func:`run_pipeline` chains stages lazily over any iterator and fills one
 :class:`StageReport` per stage: items seen, kept, dropped by reason, notes. Pure stages (the default)
 may run in a local ``ProcessPoolExecutor`` on chunks of items; output order is always input order.
-Stateful stages (``pure=False``: de-duplication) run in the parent process and see every item in order.
+De-duplication stages are :class:`gpt2lib.pipeline.GroupStage` s (keys, group-by, keep the first of
+each group); the stage types live in :mod:`gpt2lib.pipeline` and are re-exported here.
 
 The link stages, in the paper's order::
 
@@ -33,182 +34,25 @@ Non-HTML links (:func:`drop_non_html`) are recognised by the file extension of t
 without an extension, or with ``.html``/``.php``/..., is kept. Pages that serve a video or image
 without such an extension (YouTube, imgur pages) pass this stage; the text filters catch most of them.
 
-Scaling out (the real 45M links). Every pure stage is a plain top-level function of one item, so it can
-be mapped unchanged by any distributed engine; only the de-duplication stages need a global view:
-
-- Ray Data: ``ds = ray.data.read_json(paths)``; ``ds.map_batches(lambda b: apply_stages(b, stages))``
-  for the pure stages (one task per block, on every node), then exact dedup as
-  ``ds.groupby(key).map_groups(first)``, near dedup by computing MinHash signatures in ``map_batches``
-  and grouping by LSH band (each band value a group key), keeping the smallest id per connected group.
-- Spark: ``rdd.mapPartitions(lambda it: run_pipeline(stages, it))`` for the pure stages (a partition is
-  a chunk), ``reduceByKey`` on the normalised URL or text hash for exact dedup, and the same band-key
-  ``groupByKey`` for near dedup. Reports become accumulators (or a ``Counter`` per partition, summed).
-- Dask bag: ``db.read_text(paths).map_partitions(...)`` then ``foldby`` on the dedup key.
-
-The local :func:`run_pipeline` with ``workers > 1`` is the same shape at one-machine scale: chunks are
-partitions, the process pool is the cluster, and reports are summed per stage.
+Scaling out (the real 45M links): :func:`gpt2lib.engine.run_engine` runs the same stage list on
+partitions, on a Dask distributed cluster (or a local process pool), with the same output and reports.
+Pure stages are mapped per partition; each group stage becomes map (emit keys) -> shuffle by key ->
+reduce (candidate pairs per key) -> verify -> connected components -> filter per partition.
 """
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections import Counter
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-# ------------------------------------------------------------------------------ the stage model
-
-
-class Drop(NamedTuple):
-    """Returned by a stage function to drop the item, with a short reason (a report key)."""
-
-    reason: str
-
-
-class Keep(NamedTuple):
-    """Returned by a stage function to keep ``item`` and count ``note`` in the report."""
-
-    item: Any
-    note: str
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A named function of one item -> item | Drop | Keep. ``pure`` stages may run in worker processes
-    (the function must then be picklable: a top-level function or a ``functools.partial`` of one)."""
-
-    name: str
-    fn: Callable[[Any], Any]
-    pure: bool = True
-
-
-@dataclass
-class StageReport:
-    """What one stage did: items seen and kept, drops by reason, notes on kept items."""
-
-    name: str
-    seen: int = 0
-    kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    notes: Counter = field(default_factory=Counter)
-
-    def add(self, other: "StageReport") -> None:
-        self.seen += other.seen
-        self.kept += other.kept
-        self.dropped.update(other.dropped)
-        self.notes.update(other.notes)
-
-    def __str__(self) -> str:
-        drops = ", ".join(f"{r}: {n}" for r, n in self.dropped.most_common()) or "-"
-        return f"{self.name}: kept {self.kept}/{self.seen} (dropped {drops})"
-
-
-def _apply(fns: Sequence[Callable[[Any], Any]], names: Sequence[str], chunk: list) -> tuple[list, list[StageReport]]:
-    """Run consecutive stage functions over one chunk; returns kept items and a report per stage."""
-    reports = [StageReport(n) for n in names]
-    items = chunk
-    for fn, rep in zip(fns, reports):
-        out = []
-        for item in items:
-            rep.seen += 1
-            res = fn(item)
-            if isinstance(res, Drop):
-                rep.dropped[res.reason] += 1
-                continue
-            if isinstance(res, Keep):
-                rep.notes[res.note] += 1
-                res = res.item
-            rep.kept += 1
-            out.append(res)
-        items = out
-    return items, reports
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-class PipelineRun:
-    """Iterate it (once) for the surviving items, lazily; ``reports`` fills in as items flow through."""
-
-    def __init__(self, stages: Sequence[Stage], items: Iterable, workers: int, chunk_size: int):
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}")
-        self.stages = list(stages)
-        self.reports = [StageReport(s.name) for s in self.stages]
-        self._items, self._workers, self._chunk = items, workers, chunk_size
-        self._started = False
-
-    def _segments(self) -> list[tuple[int, int, bool]]:
-        """Maximal runs [start, end) of stages with the same purity."""
-        segs: list[tuple[int, int, bool]] = []
-        for i, s in enumerate(self.stages):
-            if segs and segs[-1][2] == s.pure:
-                segs[-1] = (segs[-1][0], i + 1, s.pure)
-            else:
-                segs.append((i, i + 1, s.pure))
-        return segs
-
-    def _run_segment(self, chunks: Iterator[list], start: int, end: int, pool) -> Iterator[list]:
-        fns = [s.fn for s in self.stages[start:end]]
-        names = [s.name for s in self.stages[start:end]]
-        if pool is None:
-            results = (_apply(fns, names, c) for c in chunks)
-        else:
-            results = _ordered_map(pool, partial(_apply, fns, names), chunks, window=2 * self._workers)
-        for items, reports in results:
-            for total, rep in zip(self.reports[start:end], reports):
-                total.add(rep)
-            yield items
-
-    def __iter__(self) -> Iterator:
-        if self._started:
-            raise RuntimeError("a PipelineRun can be iterated only once (its reports count one pass)")
-        self._started = True
-        pool = ProcessPoolExecutor(self._workers) if self._workers > 1 else None
-        try:
-            chunks: Iterator[list] = _chunks(self._items, self._chunk)
-            for start, end, pure in self._segments():
-                chunks = self._run_segment(chunks, start, end, pool if pure else None)
-            for chunk in chunks:
-                yield from chunk
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-
-    def summary(self) -> str:
-        return "\n".join(str(r) for r in self.reports)
-
-
-def _ordered_map(pool: ProcessPoolExecutor, fn: Callable, items: Iterator, window: int) -> Iterator:
-    """Like ``pool.map`` but lazy: at most ``window`` tasks in flight, results in input order."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def run_pipeline(stages: Sequence[Stage], items: Iterable, *, workers: int = 0, chunk_size: int = 256) -> PipelineRun:
-    """Compose ``stages`` over ``items`` lazily. ``workers > 1`` runs pure stages in a process pool;
-    the output and the reports are identical for any ``workers`` and ``chunk_size``."""
-    return PipelineRun(stages, items, workers, chunk_size)
-
+from gpt2lib.dedup import ExactDedup, NearDedup
+from gpt2lib.pipeline import (Drop, GroupStage, Keep, PipelineRun, Stage, StageReport, apply_stages,  # noqa: F401
+                              run_pipeline)
 
 # ------------------------------------------------------------------------------ Reddit links
 
@@ -308,19 +152,16 @@ def normalize(link: Link) -> Link | Drop:
     return replace(link, url=url) if url else Drop("not an http(s) url")
 
 
-class DedupLinks:
-    """Stateful stage function: keep the first link of each normalised URL (http and https count
-    as one). Use as ``Stage("dedup urls", DedupLinks(), pure=False)``."""
+@dataclass(frozen=True)
+class DedupLinks(GroupStage):
+    """Group stage: keep the first link of each normalised URL (http and https count as one: the key
+    is the URL without its scheme)."""
 
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
+    name: str = "dedup urls"
+    reason: str = "duplicate url"
 
-    def __call__(self, link: Link) -> Link | Drop:
-        key = link.url.split("://", 1)[-1]
-        if key in self.seen:
-            return Drop("duplicate url")
-        self.seen.add(key)
-        return link
+    def keys(self, link: Link) -> list[bytes]:
+        return [link.url.split("://", 1)[-1].encode("utf-8", "surrogatepass")]
 
 
 def host_of(url: str) -> str:
@@ -357,13 +198,13 @@ def drop_non_html(link: Link) -> Link | Drop:
     return Drop(f"non-html: {kind}") if kind else link
 
 
-def link_stages(karma: int = 3) -> list[Stage]:
-    """The link half of §2.1, in order. Stateful stages are fresh objects on every call."""
+def link_stages(karma: int = 3) -> list[Stage | GroupStage]:
+    """The link half of §2.1, in order."""
     return [
         Stage("parse", parse_link),
         Stage(f"karma >= {karma}", partial(min_karma, k=karma)),
         Stage("normalize url", normalize),
-        Stage("dedup urls", DedupLinks(), pure=False),
+        DedupLinks(),
         Stage("no wikipedia", exclude_wikipedia),
         Stage("html only", drop_non_html),
     ]
@@ -486,12 +327,9 @@ def clean_stages(min_words: int = 20, min_alpha: float = 0.7, min_stop: float = 
     ]
 
 
-def dedup_stages(threshold: float = 0.5) -> list[Stage]:
-    """Exact, then near-duplicate removal (:mod:`gpt2lib.dedup`); fresh state on every call."""
-    from gpt2lib.dedup import ExactDedup, NearDedup
-
-    return [Stage("exact dedup", ExactDedup(), pure=False),
-            Stage("near dedup", NearDedup(threshold=threshold), pure=False)]
+def dedup_stages(threshold: float = 0.5) -> list[GroupStage]:
+    """Exact, then near-duplicate removal (:mod:`gpt2lib.dedup`), as group stages."""
+    return [ExactDedup(), NearDedup(threshold=threshold)]
 
 
 def read_webtext_sample(limit: int | None = None) -> Iterator[Document]:

@@ -21,7 +21,8 @@ from gpt2lib.dedup import (
     shingles,
     text_hash,
 )
-from gpt2lib.webtext import Drop, Stage, read_webtext_sample, run_pipeline
+from gpt2lib.pipeline import components_drops
+from gpt2lib.webtext import read_webtext_sample, run_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_exact_dedup_finds_exactly_the_planted_copies(sample):
     rng = random.Random(0)
     planted = sorted(rng.sample(range(len(docs)), 30))
     items = docs + ["\n".join(docs[i].upper().split(" ")) if i % 2 else "  " + docs[i] + "\n" for i in planted]
-    run = run_pipeline([Stage("exact", ExactDedup(), pure=False)], items)
+    run = run_pipeline([ExactDedup()], items)
     kept = list(run)
     assert kept == docs
     assert run.reports[0].dropped == {"exact duplicate": 30}
@@ -108,7 +109,7 @@ def test_heavy_perturbation_falls_below_the_threshold(sample):
 
 def test_near_dedup_stage_keeps_one_document_per_planted_pair(sample):
     planted = plant_near_duplicates(sample[:150], n_copies=40, rates=(0.02,), seed=2)
-    run = run_pipeline([Stage("near", NearDedup(threshold=0.5), pure=False)], planted.texts)
+    run = run_pipeline([NearDedup(threshold=0.5)], planted.texts)
     assert list(run) == sample[:150]
     assert run.reports[0].dropped == {"near duplicate": 40}
 
@@ -123,7 +124,57 @@ def test_bad_arguments_are_refused_clearly(sample):
         NearDedup(threshold=1.5)
     with pytest.raises(ValueError, match="copies"):
         plant_near_duplicates(sample[:5], n_copies=10, rates=(0.1,))
-    assert isinstance(ExactDedup()("x"), str) and ExactDedup()("") == ""
-    d = ExactDedup()
-    d("same")
-    assert d("SAME") == Drop("exact duplicate")
+    run = run_pipeline([ExactDedup()], ["x", "", "same", "SAME", ""])
+    assert list(run) == ["x", "", "same"] and run.reports[0].dropped == {"exact duplicate": 2}
+
+
+def test_lsh_band_keys_find_the_same_pairs_as_datasketch(sample):
+    """The band keys NearDedup emits (grouped here by hand), verified with the MinHash estimate, give
+    exactly the pairs datasketch's own MinHashLSH index finds (near_duplicate_pairs)."""
+    planted = plant_near_duplicates(sample[:200], n_copies=40, rates=(0.02, 0.1, 0.2), seed=3)
+    stage = NearDedup(threshold=0.5)
+    groups: dict[bytes, list[int]] = {}
+    for i, t in enumerate(planted.texts):
+        for k in stage.keys(t):
+            groups.setdefault(k, []).append(i)
+    sig = [stage.sketch(t) for t in planted.texts]
+    ours = {(a, b) for ids in groups.values() for a in ids for b in ids
+            if a < b and stage.similar(sig[a], sig[b])}
+    assert ours == near_duplicate_pairs(planted.texts, threshold=0.5) and len(ours) >= 20
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 30).flatmap(lambda n: st.tuples(st.just(n), st.lists(
+    st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=40))))
+def test_components_keep_the_lowest_index_of_each_connected_group(graph):
+    """Against a breadth-first search: each component of the pair graph keeps only its lowest node."""
+    n, edges = graph
+    adj = {i: set() for i in range(n)}
+    for a, b in edges:
+        adj[a].add(b)
+        adj[b].add(a)
+    expected, seen = set(), set()
+    for start in range(n):  # ascending, so `start` is the lowest node of a new component
+        if start in seen:
+            continue
+        comp, frontier = {start}, [start]
+        while frontier:
+            for y in adj[frontier.pop()] - comp:
+                comp.add(y)
+                frontier.append(y)
+        seen |= comp
+        expected |= comp - {start}
+    assert components_drops(edges) == expected
+
+
+def test_near_dedup_drops_a_whole_chain_keeping_its_first_document():
+    """A~B and B~C but not A~C: connected components drop B and C (a greedy pass would keep C)."""
+    base = [f"w{i}" for i in range(90)]
+    a = " ".join(base)
+    b = " ".join(base[:70] + [f"x{i}" for i in range(20)])
+    c = " ".join(base[:50] + [f"x{i}" for i in range(20)] + [f"y{i}" for i in range(20)])
+    j = lambda s, t: jaccard(shingles(s), shingles(t))  # noqa: E731
+    assert j(a, b) > 0.6 and j(b, c) >= 0.6 and j(a, c) < 0.4
+    run = run_pipeline([NearDedup(threshold=0.5)], [a, "other text entirely here", b, c])
+    assert list(run) == [a, "other text entirely here"]
+    assert run.reports[0].dropped == {"near duplicate": 2}

@@ -307,8 +307,8 @@ def test_write_shards_tokenizes_the_cleaned_documents(data_mirror, tmp_path):
     meta = write_shards(docs, tmp_path, Tiktoken(), val_fraction=0.1)
     total = sum(s["tokens"] for s in meta["splits"].values())
     assert total == sum(len(enc.encode_ordinary(d.text)) + 1 for d in docs)
-    shards = sorted(tmp_path.glob("train_*.bin"))
-    assert shards and np.fromfile(shards[0], dtype=np.uint16)[0] == enc.eot_token
+    first = tmp_path / meta["splits"]["train"]["shards"][0]["file"]
+    assert np.fromfile(first, dtype=np.uint16)[0] == enc.eot_token
 
 
 # --------------------------------------------------------------------- domains
