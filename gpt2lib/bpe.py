@@ -32,10 +32,10 @@ import heapq
 import json
 import os
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from itertools import chain, islice, repeat
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import regex
@@ -51,6 +51,7 @@ FORMAT = "gpt2lib-bpe"
 FORMAT_VERSION = 1
 _NO_RANK = 1 << 62  # larger than any token id: "this pair does not merge"
 _CACHE_LIMIT = 1 << 18  # pre-tokens kept in the encode cache before it is cleared
+_LONG_PIECE = 32  # pre-tokens longer than this (bytes) are merged with the heap, not the rescan
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -197,7 +198,14 @@ class BytePairTokenizer:
 
     # ------------------------------------------------------------------ encoding
     def _bpe(self, piece: bytes, max_rank: int = _NO_RANK) -> list[int]:
-        """Merge the bytes of one pre-token: lowest-id pair first, leftmost on ties."""
+        """Merge the bytes of one pre-token: lowest-id pair first, leftmost on ties.
+
+        The simple loop below rescans the whole pre-token after every merge, which is quadratic
+        in its length; it is the fastest way for the short pre-tokens of ordinary text. Pre-tokens
+        longer than :data:`_LONG_PIECE` bytes (DNA, minified code, ``'a' * 1_000_000``) go to
+        :meth:`_bpe_heap`, which applies the same rule in O(n log n)."""
+        if len(piece) > _LONG_PIECE:
+            return self._bpe_heap(piece, max_rank)
         ids = [self._byte_id[b] for b in piece]
         get = self._pair_rank.get
         while len(ids) > 1:
@@ -208,6 +216,45 @@ class BytePairTokenizer:
             i = ranks.index(r)
             ids[i : i + 2] = (r,)
         return ids
+
+    def _bpe_heap(self, piece: bytes, max_rank: int = _NO_RANK) -> list[int]:
+        """The rule of :meth:`_bpe` in O(n log n): a heap of (rank, position) over a linked list.
+
+        Part ``i`` (it starts at byte ``i``) holds token ``ids[i]`` and links to its neighbours
+        ``prv[i]`` and ``nxt[i]``. The heap holds one key ``rank << 32 | i`` per adjacent pair, so
+        popping the smallest key gives the lowest rank and, among equal ranks, the leftmost pair.
+        A merge changes only the two pairs around it: their keys are pushed, and keys left over
+        from before ("lazy invalidation") are recognised when popped, because the pair now at
+        their position no longer has their rank, and skipped."""
+        get = self._pair_rank.get
+        n = len(piece)
+        ids = [self._byte_id[b] for b in piece] + [-1]  # ids[n] = -1: the end, never a token
+        nxt = list(range(1, n + 1))
+        prv = list(range(-1, n - 1))
+        heap = [r << 32 | i for i, r in enumerate(map(get, zip(ids, islice(ids, 1, n)))) if r is not None]
+        heapq.heapify(heap)
+        pop, push, low = heapq.heappop, heapq.heappush, (1 << 32) - 1
+        while heap:
+            key = pop(heap)
+            r, i = key >> 32, key & low
+            if r >= max_rank:
+                break
+            j = nxt[i]
+            if ids[i] < 0 or get((ids[i], ids[j])) != r:
+                continue  # stale: this part was merged away, or its neighbour changed
+            ids[i], ids[j] = r, -1  # part i becomes the merged token, part j disappears
+            k = nxt[i] = nxt[j]
+            if k < n:
+                prv[k] = i
+                rk = get((r, ids[k]))
+                if rk is not None:
+                    push(heap, rk << 32 | i)
+            h = prv[i]
+            if h >= 0:
+                rh = get((ids[h], r))
+                if rh is not None:
+                    push(heap, rh << 32 | h)
+        return [t for t in ids if t >= 0]
 
     def _encode_piece(self, piece: str) -> list[int]:
         data = piece.encode("utf-8")
@@ -266,6 +313,19 @@ class BytePairTokenizer:
         if isinstance(texts, str):
             raise TypeError("encode_batch expects a list of str, got a single str")
         return [self.encode(t, allowed_special) for t in texts]
+
+    def encode_iterable(self, chunks: Iterable[str], allowed_special: str | Iterable[str] = ()) -> Iterator[int]:
+        """Encode a stream of text (a file's lines, a generator of documents) lazily, id by id.
+
+        The ids are those of ``encode("".join(chunks))``, however the text is chunked: chunks are
+        re-cut with :func:`stream_pieces` where GPT-2's pre-tokenizer cannot look across
+        (``["a\\n", "\\n", "\\n", "b"]`` gives ``[64, 628, 198, 65]``, as the joined text does),
+        so memory stays bounded by the encode cache plus the text since the last such place."""
+        if allowed_special and allowed_special != "all":
+            self.encode("", allowed_special)  # check the argument now, not at the first id
+        special = (self.special_tokens if allowed_special == "all" else allowed_special) if allowed_special else ()
+        pieces = stream_pieces(chunks, list(special), self.pattern)
+        return chain.from_iterable(self.encode(piece, allowed_special) for piece in pieces)
 
     # ------------------------------------------------------------------ decoding
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
@@ -343,103 +403,74 @@ class BytePairTokenizer:
         return sep.join(self.decode([i]) for i in self.encode(text))
 
     # ------------------------------------------------------------------ training
-    def _pretokenize(self, text: str) -> tuple[list[list[int]], list[int]]:
+    def train(self, text: str, vocab_size: int, verbose: bool = False, *,
+              special_tokens: Iterable[str] = (ENDOFTEXT,), tie_break: str = "smallest-ids",
+              workers: int = 1) -> "BytePairTokenizer":
+        """Learn merges from ``text`` (GPT-2 §2.2); returns ``self``.
+
+        The new vocabulary is the 256 bytes (id = byte value), one token per merge, then
+        ``special_tokens`` in the order given (default: ``<|endoftext|>`` as the last id), so
+        ``vocab_size - 256 - len(special_tokens)`` merges are learned. Special tokens are cut out
+        of the text before counting: no merge crosses or enters them. ``tie_break`` chooses
+        between pairs of equal count (see :func:`learn_merges`). ``workers > 1`` counts
+        pre-tokens in that many processes (the map step); the merges are the same for any number.
+        """
         if not isinstance(text, str):
             raise TypeError(f"train expects str, got {type(text).__name__}")
-        counts = Counter(self._pat.findall(text))
-        words = [list(w.encode("utf-8", "replace")) for w in counts]
-        return words, list(counts.values())
+        specials = _check_special_tokens(special_tokens)
+        n_merges = _n_merges(vocab_size, specials)
+        counts = _count_in_workers(text, self.pattern, specials, workers)
+        merges = learn_merges(counts, n_merges, tie_break)
+        return self._finish_training(merges, n_merges, specials, verbose)
 
-    def _start_training(self, text: str, vocab_size: int) -> tuple[list[list[int]], list[int], int]:
-        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
-            raise TypeError(f"vocab_size must be int, got {type(vocab_size).__name__}")
-        if vocab_size < 257:
-            raise ValueError(f"vocab_size must be >= 257 (256 bytes + {ENDOFTEXT}), got {vocab_size}")
-        words, counts = self._pretokenize(text)
-        return words, counts, vocab_size - 257
-
-    def _finish_training(self, merges: list[tuple[int, int]], n_merges: int, verbose: bool) -> "BytePairTokenizer":
-        vocab = [bytes([b]) for b in range(256)]
-        for a, b in merges:
-            vocab.append(vocab[a] + vocab[b])
-            if verbose:
-                print(f"merge {len(vocab) - 257}/{n_merges}: {vocab[a]!r} + {vocab[b]!r} -> {len(vocab) - 1}")
-        if len(merges) < n_merges:
-            warnings.warn(
-                f"the text has no pairs left after {len(merges)} merges; vocabulary is "
-                f"{len(vocab) + 1}, not the requested {n_merges + 257}",
-                stacklevel=3,
-            )
-        self.vocab = vocab
-        self.special_tokens = {ENDOFTEXT: len(vocab)}
-        self._check()
-        self._build_tables()
-        return self
-
-    def train(self, text: str, vocab_size: int, verbose: bool = False) -> "BytePairTokenizer":
-        """Learn ``vocab_size - 257`` merges from ``text`` (GPT-2 §2.2); returns ``self``.
-
-        The new vocabulary is the 256 bytes (id = byte value), one token per merge, and
-        ``<|endoftext|>`` as the last id. Pair counts are kept up to date incrementally.
-        """
-        words, counts, n_merges = self._start_training(text, vocab_size)
-        pair_counts: Counter[tuple[int, int]] = Counter()
-        where: dict[tuple[int, int], set[int]] = {}  # pair -> indices of the words containing it
-        for w, (word, c) in enumerate(zip(words, counts)):
-            for pair in zip(word, word[1:]):
-                pair_counts[pair] += c
-                where.setdefault(pair, set()).add(w)
-        # max-heap of (-count, pair); entries go stale when a count changes and are skipped
-        heap = [(-c, p) for p, c in pair_counts.items()]
-        heapq.heapify(heap)
-        merges: list[tuple[int, int]] = []
-        while len(merges) < n_merges and heap:
-            neg, pair = heapq.heappop(heap)
-            if pair_counts.get(pair, 0) != -neg or neg == 0:
-                continue
-            new_id = 256 + len(merges)
-            merges.append(pair)
-            changed: set[tuple[int, int]] = set()
-            for w in where.pop(pair):
-                old, c = words[w], counts[w]
-                new = _merge(old, pair, new_id)
-                old_pairs, new_pairs = Counter(zip(old, old[1:])), Counter(zip(new, new[1:]))
-                for p, k in old_pairs.items():
-                    pair_counts[p] -= k * c
-                    changed.add(p)
-                    if p not in new_pairs and p != pair:
-                        where[p].discard(w)
-                for p, k in new_pairs.items():
-                    pair_counts[p] += k * c
-                    changed.add(p)
-                    where.setdefault(p, set()).add(w)
-                words[w] = new
-            del pair_counts[pair]
-            changed.discard(pair)
-            for p in changed:
-                c = pair_counts[p]
-                if c > 0:
-                    heapq.heappush(heap, (-c, p))
-                else:
-                    del pair_counts[p]
-        return self._finish_training(merges, n_merges, verbose)
-
-    def train_naive(self, text: str, vocab_size: int, verbose: bool = False) -> "BytePairTokenizer":
+    def train_naive(self, text: str, vocab_size: int, verbose: bool = False, *,
+                    special_tokens: Iterable[str] = (ENDOFTEXT,),
+                    tie_break: str = "smallest-ids") -> "BytePairTokenizer":
         """Same result as :meth:`train`, recounting every pair after every merge (slow, simple)."""
-        words, counts, n_merges = self._start_training(text, vocab_size)
+        if not isinstance(text, str):
+            raise TypeError(f"train expects str, got {type(text).__name__}")
+        specials = _check_special_tokens(special_tokens)
+        n_merges = _n_merges(vocab_size, specials)
+        _check_tie_break(tie_break)
+        counts = count_pretokens([text], self.pattern, specials)
+        words, weights = [list(w) for w in counts], list(counts.values())
+        vocab = [bytes([b]) for b in range(256)]
         merges: list[tuple[int, int]] = []
         while len(merges) < n_merges:
             pair_counts: Counter[tuple[int, int]] = Counter()
-            for word, c in zip(words, counts):
+            for word, c in zip(words, weights):
                 for pair in zip(word, word[1:]):
                     pair_counts[pair] += c
             if not pair_counts:
                 break
-            pair = min(pair_counts, key=lambda p: (-pair_counts[p], p))  # most frequent, then smallest
+            if tie_break == "smallest-ids":  # most frequent, then the smallest (left id, right id)
+                pair = min(pair_counts, key=lambda p: (-pair_counts[p], p))
+            else:  # most frequent, then the lexicographically greatest (left bytes, right bytes)
+                pair = max(pair_counts, key=lambda p: (pair_counts[p], vocab[p[0]], vocab[p[1]]))
             new_id = 256 + len(merges)
             merges.append(pair)
+            vocab.append(vocab[pair[0]] + vocab[pair[1]])
             words = [_merge(w, pair, new_id) for w in words]
-        return self._finish_training(merges, n_merges, verbose)
+        return self._finish_training(merges, n_merges, specials, verbose)
+
+    def _finish_training(self, merges: list[tuple[int, int]], n_merges: int, specials: list[str],
+                         verbose: bool) -> "BytePairTokenizer":
+        vocab = [bytes([b]) for b in range(256)]
+        for a, b in merges:
+            vocab.append(vocab[a] + vocab[b])
+            if verbose:
+                print(f"merge {len(vocab) - 256}/{n_merges}: {vocab[a]!r} + {vocab[b]!r} -> {len(vocab) - 1}")
+        if len(merges) < n_merges:
+            warnings.warn(
+                f"the text has no pairs left after {len(merges)} merges; vocabulary is "
+                f"{len(vocab) + len(specials)}, not the requested {n_merges + 256 + len(specials)}",
+                stacklevel=3,
+            )
+        self.vocab = vocab
+        self.special_tokens = {s: len(vocab) + k for k, s in enumerate(specials)}
+        self._check()
+        self._build_tables()
+        return self
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> None:
@@ -539,3 +570,318 @@ def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
             out.append(ids[i])
             i += 1
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Training as plain functions: count (map), merge counts (reduce), learn merges from the counts.
+
+TIE_BREAKS = ("smallest-ids", "lexicographic")
+
+
+def _check_special_tokens(special_tokens: Iterable[str]) -> list[str]:
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens must be a list of strings, not one string ({special_tokens!r})")
+    specials = list(special_tokens)
+    for s in specials:
+        if not isinstance(s, str) or not s:
+            raise ValueError(f"special_tokens must be non-empty strings, got {s!r}")
+    if len(set(specials)) != len(specials):
+        raise ValueError(f"special_tokens has duplicates: {specials}")
+    return specials
+
+
+def _check_tie_break(tie_break: str) -> None:
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+
+
+def _n_merges(vocab_size: int, specials: list[str]) -> int:
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        raise TypeError(f"vocab_size must be int, got {type(vocab_size).__name__}")
+    least = 256 + len(specials)
+    if vocab_size < least:
+        raise ValueError(f"vocab_size must be >= {least} (256 bytes + special tokens {specials}), got {vocab_size}")
+    return vocab_size - least
+
+
+def _special_splitter(specials: Iterable[str]):
+    specials = sorted(specials, key=len, reverse=True)  # the longest first, as in encode
+    return regex.compile("|".join(map(regex.escape, specials))).split if specials else None
+
+
+def count_pretokens(texts: Iterable[str], pattern: str = GPT2_SPLIT_PATTERN,
+                    special_tokens: Iterable[str] = (ENDOFTEXT,)) -> Counter[bytes]:
+    """The map step of training: how often each pre-token (as UTF-8 bytes) occurs in ``texts``.
+
+    Each text is first cut at the ``special_tokens`` strings, which are dropped (so no merge can
+    cross or enter them), then split with ``pattern``. Counts of several calls add up with
+    :func:`merge_counts`; any partition of the documents gives the same total."""
+    if isinstance(texts, str):
+        raise TypeError("count_pretokens expects an iterable of str (documents); wrap one text in a list")
+    try:
+        findall = regex.compile(pattern).findall
+    except regex.error as e:
+        raise ValueError(f"invalid split pattern {pattern!r}: {e}") from e
+    split = _special_splitter(_check_special_tokens(special_tokens))
+    counts: Counter[str] = Counter()
+    for k, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"count_pretokens: text {k} is {type(text).__name__}, not str")
+        for part in split(text) if split else (text,):
+            counts.update(findall(part))
+    out: Counter[bytes] = Counter()
+    for piece, c in counts.items():  # lone surrogates become b"?": distinct str, same bytes
+        out[piece.encode("utf-8", "replace")] += c
+    return out
+
+
+def merge_counts(counts: Iterable[Mapping[bytes, int]]) -> Counter[bytes]:
+    """The reduce step: add up pre-token counts from :func:`count_pretokens` calls."""
+    total: Counter[bytes] = Counter()
+    for c in counts:
+        total.update(c)
+    return total
+
+
+def _descending(token: bytes) -> tuple[int, ...]:
+    """A key that sorts byte strings in *reverse* lexicographic order (a prefix sorts after)."""
+    return tuple(255 - x for x in token) + (256,)
+
+
+def learn_merges(counts: Mapping[bytes, int], n_merges: int,
+                 tie_break: str = "smallest-ids") -> list[tuple[int, int]]:
+    """Learn up to ``n_merges`` merges from pre-token counts; merge ``k`` makes token ``256 + k``.
+
+    Every step merges the adjacent pair with the highest count (summed over pre-tokens, each
+    weighted by its count). Ties: ``"smallest-ids"`` takes the smallest ``(left id, right id)``
+    (gpt2lib's rule since the start); ``"lexicographic"`` takes the lexicographically greatest
+    pair of byte strings ``(bytes of left, bytes of right)``, the rule of Stanford CS336's
+    assignment 1. The result depends only on the counts, not on their order.
+
+    Cost: every pre-token is a linked list of parts, and ``where[pair]`` lists the positions
+    where the pair (may) occur. A merge visits only those positions and updates the two pairs
+    around each (so a merge costs its occurrences, not the length of the words they are in);
+    positions left stale by earlier merges are checked and skipped. A heap of (-count, rule)
+    finds the next pair: a count that fell since its entry was pushed is pushed again when the
+    entry is popped (the entry's count is an upper bound, so the pop order stays right)."""
+    _check_tie_break(tie_break)
+    sym: list[int] = []  # token id of each part, -1 between pre-tokens and for merged-away parts
+    weight: list[int] = []  # count of the pre-token each part belongs to
+    for word, c in counts.items():
+        if not isinstance(word, bytes) or not isinstance(c, int) or c < 0:
+            raise ValueError(f"counts must map bytes to non-negative int, got {word!r}: {c!r}")
+        if len(word) > 1 and c:
+            sym.extend(word)
+            sym.append(-1)
+            weight.extend(repeat(c, len(word) + 1))
+    nxt = list(range(1, len(sym) + 1))
+    prv = list(range(-1, len(sym) - 1))  # prv[0] = -1, and sym[-1] is the final separator -1
+    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, pair in enumerate(zip(sym, islice(sym, 1, None))):
+        if pair[0] >= 0 and pair[1] >= 0:
+            pair_counts[pair] += weight[i]
+            where[pair].append(i)
+
+    vocab = [bytes([b]) for b in range(256)]
+    if tie_break == "smallest-ids":
+        def key(p, c):
+            return (-c, p)
+    else:
+        desc = [_descending(t) for t in vocab]
+
+        def key(p, c):
+            return (-c, desc[p[0]], desc[p[1]], p)
+    heap = [key(p, c) for p, c in pair_counts.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[int, int]] = []
+    pop, push = heapq.heappop, heapq.heappush
+    while len(merges) < n_merges and heap:
+        entry = pop(heap)
+        pair, c = entry[-1], -entry[0]
+        now = pair_counts.get(pair, 0)
+        if now != c:  # the count fell since this entry was pushed: push it again with today's
+            if 0 < now < c:
+                push(heap, key(pair, now))
+            continue
+        a, b = pair
+        new = len(vocab)
+        merges.append(pair)
+        vocab.append(vocab[a] + vocab[b])
+        if tie_break != "smallest-ids":
+            desc.append(_descending(vocab[-1]))
+        created = set()
+        for i in sorted(where.pop(pair)):  # left to right inside each pre-token
+            j = nxt[i]
+            if sym[i] != a or sym[j] != b:
+                continue  # this occurrence is gone (merged by an earlier merge or just now)
+            w, h, k = weight[i], prv[i], nxt[j]
+            x, y = sym[h], sym[k]
+            if x >= 0:  # left neighbour: (x, a) becomes (x, new)
+                _decrease(pair_counts, where, (x, a), w)
+                pair_counts[(x, new)] += w
+                where[(x, new)].append(h)
+                created.add((x, new))
+            if y >= 0:  # right neighbour: (b, y) becomes (new, y)
+                _decrease(pair_counts, where, (b, y), w)
+                pair_counts[(new, y)] += w
+                where[(new, y)].append(i)
+                created.add((new, y))
+            sym[i], sym[j] = new, -1
+            nxt[i], prv[k] = k, i
+        pair_counts.pop(pair, None)
+        # Only pairs with the new token gain counts, and only now: they get their heap entry
+        # here. Other counts only fall; their entries are refreshed when popped (above).
+        for p in created:
+            c = pair_counts.get(p, 0)
+            if c > 0:
+                push(heap, key(p, c))
+    return merges
+
+
+def _decrease(pair_counts: dict, where: dict, pair: tuple[int, int], w: int) -> None:
+    c = pair_counts[pair] - w
+    if c:
+        pair_counts[pair] = c
+    else:  # no occurrence left: forget the pair and its (now stale) positions
+        del pair_counts[pair]
+        where.pop(pair, None)
+
+
+def train_from_counts(counts: Mapping[bytes, int], vocab_size: int,
+                      special_tokens: Iterable[str] = (ENDOFTEXT,), tie_break: str = "smallest-ids",
+                      pattern: str = GPT2_SPLIT_PATTERN, name: str = "bpe",
+                      verbose: bool = False) -> "BytePairTokenizer":
+    """A trained :class:`BytePairTokenizer` from pre-token counts (:func:`count_pretokens`).
+
+    ``BytePairTokenizer(pattern=p).train(text, v)`` equals
+    ``train_from_counts(count_pretokens([text], p), v, pattern=p)``; ``pattern`` must be the
+    one the counts were made with, since the tokenizer will split new text with it."""
+    specials = _check_special_tokens(special_tokens)
+    n_merges = _n_merges(vocab_size, specials)
+    merges = learn_merges(counts, n_merges, tie_break)
+    return BytePairTokenizer(pattern=pattern, name=name)._finish_training(merges, n_merges, specials, verbose)
+
+
+def _count_chunk(args: tuple[list[str], str]) -> Counter[bytes]:
+    texts, pattern = args
+    return count_pretokens(texts, pattern, ())
+
+
+def _count_in_workers(text: str, pattern: str, specials: list[str], workers: int) -> Counter[bytes]:
+    """:func:`count_pretokens` of one text in ``workers`` processes (same counts as one)."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if workers == 1:
+        return count_pretokens([text], pattern, specials)
+    split = _special_splitter(specials)
+    parts = split(text) if split else [text]
+    size = len(text) // (2 * workers) + 1
+    if pattern in _CUT_SAFE_PATTERNS:  # long parts are cut where no pre-token can span the cut
+        parts = [p for part in parts for p in _cut_every(part, size)]
+    batches: list[list[str]] = [[]]
+    filled = 0
+    for part in parts:  # consecutive parts, about ``size`` characters per batch
+        if filled >= size:
+            batches.append([])
+            filled = 0
+        batches[-1].append(part)
+        filled += len(part)
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ctx.Pool(workers) as pool:
+        return merge_counts(pool.imap_unordered(_count_chunk, [(b, pattern) for b in batches]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cutting text where pre-tokenization cannot depend on what follows (streaming, parallel counts).
+
+# tiktoken's spelling of GPT-2's pattern (possessive quantifiers, same pre-tokens)
+_TIKTOKEN_GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+# Patterns for which a cut between a non-space character and a space never changes pre-tokens:
+# in GPT-2's pattern no pre-token holds a non-space followed by a space (letters, digits and
+# punctuation runs stop at a space; space runs start at one), no alternative looks behind, and
+# the only look-ahead, \s+(?!\S), belongs to a space run, which cannot end just before the cut.
+# So the text before the cut splits as it does in the whole text, and the text after it too.
+_CUT_SAFE_PATTERNS = {GPT2_SPLIT_PATTERN, _TIKTOKEN_GPT2_PATTERN}
+_LAST_CUT = regex.compile(r"(?r)\S(?=\s)")  # reverse search: the last non-space before a space
+_NEXT_CUT = regex.compile(r"\S(?=\s)")
+
+
+def _cut_every(text: str, size: int) -> list[str]:
+    """``text`` in pieces of about ``size`` characters, cut only between a non-space and a space."""
+    out, start = [], 0
+    while len(text) - start > size:
+        m = _NEXT_CUT.search(text, start + size)
+        if m is None:
+            break
+        out.append(text[start : m.end()])
+        start = m.end()
+    out.append(text[start:])
+    return out
+
+
+def _straddles(before: str, after: str, specials: Iterable[str]) -> bool:
+    """Could a special token occur across the cut between ``before`` and ``after``?"""
+    return any(before.endswith(s[:k]) and s[k:].startswith(after[: len(s) - k])
+               for s in specials for k in range(1, len(s)))
+
+
+def stream_pieces(chunks: Iterable[str], special_tokens: Iterable[str] = (),
+                  pattern: str = GPT2_SPLIT_PATTERN) -> Iterator[str]:
+    """Re-cut a stream of text into pieces that can be encoded one at a time.
+
+    Encoding each chunk of a stream separately is wrong: GPT-2's space rule looks ahead, so
+    ``"a\\n"`` then ``"\\n\\nb"`` must give the ids of ``"a\\n\\n\\nb"``, not of the two parts.
+    This generator yields pieces whose concatenation is the joined input and whose encodings,
+    concatenated, are the encoding of the joined input: it cuts only between a non-space
+    character and a space (see ``_CUT_SAFE_PATTERNS``), and never across a possible occurrence of
+    one of ``special_tokens``. It holds at most the text since the last such place (for ordinary
+    text, part of a line). For a split pattern other than GPT-2's no safe cut is known, and the
+    whole stream is joined into one piece (correct, but not bounded in memory)."""
+    specials = list(special_tokens)
+    longest = max(map(len, specials), default=0)
+    if pattern not in _CUT_SAFE_PATTERNS:
+        text = "".join(_checked_chunks(chunks))
+        if text:
+            yield text
+        return
+    pending: list[str] = []  # text not emitted yet, with no usable cut inside
+    last = ""  # the last character of pending (a cut may fall between it and the next chunk)
+    tail = ""  # the last `longest` characters of pending, to check special tokens across a cut
+    for chunk in _checked_chunks(chunks):
+        if not chunk:
+            continue
+        text, end = last + chunk, len(last) + len(chunk)
+        while True:
+            m = _LAST_CUT.search(text, 0, end)
+            if m is None:
+                break
+            c = m.end() - len(last)  # cut before chunk[c], a space
+            if not specials or not _straddles((tail + chunk[:c])[-longest:], chunk[c : c + longest], specials):
+                break
+            end = m.start() + 1  # look for an earlier cut
+        if m is None:
+            pending.append(chunk)
+        else:
+            piece = "".join(pending) + chunk[:c]
+            pending = [chunk[c:]]
+            if piece:
+                yield piece
+        last = chunk[-1]
+        if longest:
+            tail = ("".join(pending[-longest:]))[-longest:] if m is None else pending[0][-longest:]
+    piece = "".join(pending)
+    if piece:
+        yield piece
+
+
+def _checked_chunks(chunks: Iterable[str]) -> Iterator[str]:
+    if isinstance(chunks, (bytes, bytearray)):
+        raise TypeError("encode_iterable expects an iterable of str, got bytes")
+    for k, chunk in enumerate(chunks):
+        if not isinstance(chunk, str):
+            raise TypeError(f"encode_iterable: chunk {k} is {type(chunk).__name__}, not str")
+        yield chunk

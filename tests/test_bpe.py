@@ -2,8 +2,14 @@
 gives tiktoken's ids on every input, and that learns merges we can check by hand."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import random
+import time
+import tracemalloc
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -11,7 +17,9 @@ import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2lib.bpe import GPT2_SPLIT_PATTERN, BytePairTokenizer, bytes_to_unicode
+import gpt2lib.bpe as bpe_module
+from gpt2lib.bpe import (GPT2_SPLIT_PATTERN, BytePairTokenizer, bytes_to_unicode, count_pretokens,
+                         learn_merges, merge_counts, stream_pieces, train_from_counts)
 from gpt2lib.tokenizer import get_gpt2_tokenizer
 from tokenizer_corpus import EDGE_CASES, mirror_documents, tricky_text
 
@@ -68,8 +76,18 @@ def test_gpt2_vocab_merges_and_constants(gpt2_bpe, ref):
 
 
 # ---------------------------------------------------------------- identical ids to tiktoken
+@pytest.fixture(params=["rescan", "heap"])
+def merge_path(request, monkeypatch):
+    """Run a test with the rescan loop for short pre-tokens (the default) and, again, with the
+    O(n log n) heap for *every* pre-token, so that both are checked on the same inputs."""
+    if request.param == "heap":
+        monkeypatch.setattr(bpe_module, "_LONG_PIECE", 0)
+    return request.param
+
+
 @pytest.mark.slow
-def test_encode_equals_tiktoken_on_every_mirror_document(gpt2_bpe, ref, data_mirror):
+def test_encode_equals_tiktoken_on_every_mirror_document(gpt2_bpe, ref, data_mirror, merge_path):
+    gpt2_bpe.clear_cache()
     for name, docs in mirror_documents(data_mirror).items():
         ids = gpt2_bpe.encode_batch(docs)
         assert ids == ref.encode_ordinary_batch(docs), name
@@ -95,6 +113,32 @@ def test_educational_equals_fast_path_and_round_trips(gpt2_bpe, text):
     ids = gpt2_bpe.encode(text)
     assert ids == get_gpt2_tokenizer().encode(text)
     assert gpt2_bpe.decode(ids) == text
+
+
+# long pre-tokens: runs of letters, digits or punctuation with few distinct characters
+long_pieces = st.builds(lambda unit, n: (unit * n)[: 40 + n * 3], st.text(alphabet="aAbe0129.-=/", min_size=1, max_size=6),
+                        st.integers(10, 700))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(min_size=1, max_size=300) | long_pieces.map(str.encode))
+def test_heap_merging_equals_tiktoken_on_any_bytes(gpt2_bpe, ref, piece):
+    """The heap (used for pre-tokens over _LONG_PIECE bytes) against tiktoken on one pre-token
+    of arbitrary bytes (tiktoken's _encode_single_piece runs its BPE on bytes with no regex split)."""
+    assert gpt2_bpe._bpe_heap(piece) == ref._encode_single_piece(piece)
+    assert gpt2_bpe._bpe(piece) == ref._encode_single_piece(piece)
+
+
+def test_a_one_megabyte_pre_token_encodes_in_seconds(gpt2_bpe, ref):
+    """Issue 9: the rescan was quadratic ('a' * 20_000 took ~27 s here, 1 MB about 19 hours);
+    the heap makes it n log n. The measured times are in benchmarks/bench_tokenizer.py."""
+    text = "a" * 1_000_000
+    t0 = time.perf_counter()
+    ids = gpt2_bpe.encode(text)
+    assert time.perf_counter() - t0 < 60
+    assert ids == ref.encode_ordinary(text)
+    blob = base64.b64encode(random.Random(0).randbytes(60_000)).decode()  # letters, digits, + and /
+    assert gpt2_bpe._bpe_heap(blob.encode()) == ref._encode_single_piece(blob.encode())
 
 
 def test_lone_surrogate_is_replaced_like_tiktoken(gpt2_bpe, ref):
