@@ -1,0 +1,65 @@
+"""The book on a machine whose float kernels differ from the committed run's (issue: portable CI).
+
+The chapters are committed under the pinned kernel path of gpt2lib.numerics, and CI compares them exactly
+under it. A reader elsewhere (aarch64, another BLAS, or anyone who sets other kernel variables) gets other
+trained bits. This test is that reader: it re-runs, under a *different* kernel path (ATen's non-vectorised
+kernels, MKL's SSE2 compatibility branch), every chapter that trains a model or loads a trained one, with a
+fresh model cache so the zoo models are trained again under that path too, and requires nbval to pass: cells
+that depend on trained floats are then checked by their stated tolerance or by their own asserts
+(book/_tools/drift.py), every other cell still exactly.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from gpt2lib import numerics
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "book" / "_tools"))
+import sync_notebooks  # noqa: E402
+
+FOREIGN = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+           "ONEDNN_MAX_CPU_ISA": "SSE41"}
+_TRAINS = re.compile(r"load_pretrained_tiny|TrainConfig|\.backward\(|torch\.optim|gpt2lib\.train\b|train_model")
+
+
+def trained_float_chapters() -> list[Path]:
+    """Chapters whose code trains a model or loads one of the zoo's trained models."""
+    out = []
+    for path in sync_notebooks.chapter_notebooks(ROOT):
+        src = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        if _TRAINS.search(src):
+            out.append(path)
+    return out
+
+
+def test_the_chapters_that_depend_on_trained_floats_are_found():
+    names = {p.stem for p in trained_float_chapters()}
+    assert {"language_modeling", "cbt_lambada_winograd", "training", "memorization", "reproduce"} <= names
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not numerics.can_pin(), reason="needs an x86-64 CPU with AVX2 to make the committed path")
+def test_chapters_pass_nbval_under_another_kernel_path(tmp_path):
+    chapters = trained_float_chapters()
+    env = {**os.environ, **FOREIGN, "GPT2LIB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    assert numerics.kernel_path(env) != numerics.kernel_path()
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "-o",
+           "console_output_style=classic", *[str(p.relative_to(ROOT)) for p in chapters]]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, f"nbval under {FOREIGN} failed:\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
+
+    # The run really was on other bits: its zoo model differs from the one trained on the pinned path.
+    from gpt2lib.zoo import load_pretrained_tiny
+
+    foreign, _ = load_pretrained_tiny("webtext-tiny", cache_dir=tmp_path / "cache", progress=False)
+    pinned, _ = load_pretrained_tiny("webtext-tiny", progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(foreign.state_dict().values(), pinned.state_dict().values()))
