@@ -7,6 +7,19 @@ written as shards of raw ``uint16`` (or ``uint32`` for vocabularies over 65,536 
 ``np.memmap``. A ``meta.json`` written last (atomically) describes the tokenizer, dtype, counts and shards;
 a folder without it is an unfinished ``prepare`` and is refused.
 
+Folders are owned, writes are transactional. ``prepare`` writes a new dataset into a fresh subfolder
+``tokens-<n>/`` (shards, and ``tokenizer.json`` for a trained BPE) beside the old one; replacing ``meta.json``
+(one atomic rename) is the moment the new dataset takes over, and only then are the old dataset's files deleted.
+``meta.json`` lists every file its ``prepare`` wrote (``"files"``, the manifest): nothing else in the folder is
+ever deleted or overwritten. An error or Ctrl-C midway removes the unfinished subfolder and leaves the old
+dataset as it was (a ``kill -9`` leaves the subfolder, marked as ours, for the next ``prepare`` to remove).
+A non-empty folder that holds no dataset is refused unless ``overwrite=True`` (``--overwrite``), which writes
+the dataset beside the folder's files without touching them.
+
+Ids are checked once, when shards are opened: every shard's ids must be below ``n_vocab`` (a vectorised max
+over the memory-mapped shard, in chunks). Training relies on this to turn the model's per-step id check off on
+GPUs.
+
 ``TokenLoader`` cuts a split into non-overlapping windows of ``block_size + 1`` tokens (x = w[:-1], y = w[1:]),
 shuffles them with a seeded permutation per epoch, deals them to ranks round-robin (disjoint windows per
 rank, equal counts) and serves batches. Its cursor is ``state_dict()``/``load_state_dict()`` so a resumed run
@@ -17,9 +30,10 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -29,11 +43,14 @@ from tqdm.auto import tqdm
 from gpt2lib._io import atomic_write_bytes
 
 __all__ = ["prepare", "TokenShards", "TokenLoader", "split_documents", "dtype_for_vocab", "load_tokenizer",
-           "META_FILE"]
+           "read_meta", "check_shard_ids", "META_FILE"]
 
 META_FILE = "meta.json"
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT = "gpt2lib-tokens-v1"
+MARKER_FILE = ".gpt2lib-prepare"  # in every tokens-<n>/ subfolder: written by prepare
+_GEN_RE = re.compile(r"tokens-([1-9][0-9]*)")
+_OWN_FILE_RE = re.compile(r"(?:train|val)_\d{6}\.bin|tokenizer\.json|\.gpt2lib-prepare|\..+\.tmp")
 
 
 def dtype_for_vocab(n_vocab: int) -> np.dtype:
@@ -147,6 +164,7 @@ def prepare(
     dtype: str | None = None,
     chunk_docs: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Tokenize ``documents`` (strings, or paths of UTF-8 text files, one document each) into token shards.
 
@@ -154,7 +172,11 @@ def prepare(
     at most 1M characters). Returns the metadata also written to ``out_dir/meta.json``. ``val_fraction`` of the documents (at least
     one when > 0) form the val split, chosen by a permutation seeded with ``seed``; each split keeps the
     corpus order. Every document is preceded by ``tokenizer.eot``. Errors (before any work): an empty corpus,
-    a bad fraction, too few documents to split, a dtype too small for the vocabulary.
+    a bad fraction, too few documents to split, a dtype too small for the vocabulary, a tokenizer that does
+    not round-trip a probe sentence, a non-empty ``out_dir`` holding no dataset (unless ``overwrite``).
+
+    A dataset already in ``out_dir`` is replaced atomically at the end (see the module docstring); files
+    ``prepare`` did not write are never touched.
     """
     docs = [Path(d).read_text(encoding="utf-8") if isinstance(d, os.PathLike) else d for d in documents]
     if any(not isinstance(d, str) for d in docs):
@@ -172,51 +194,163 @@ def prepare(
         )
     if shard_size < 1 or num_workers < 1:
         raise ValueError("shard_size and num_workers must be >= 1")
+    _check_tokenizer(tokenizer)
     tok_meta = _tokenizer_meta(tokenizer)
     np_dtype = np.dtype(dtype) if dtype else dtype_for_vocab(tok_meta["n_vocab"])
     if np_dtype.kind != "u" or tok_meta["n_vocab"] - 1 > np.iinfo(np_dtype).max:
         raise ValueError(f"dtype {np_dtype} cannot hold the ids of a {tok_meta['n_vocab']}-token vocabulary")
 
     out = Path(out_dir)
+    old_meta = _claim_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    (out / META_FILE).unlink(missing_ok=True)  # an interrupted prepare leaves no meta: the folder is refused
-    for old in out.glob("*_*.bin"):
-        old.unlink()
-    val_ids = set(np.random.default_rng(seed).permutation(len(docs))[:n_val].tolist())
-    meta: dict[str, Any] = {"format": FORMAT, **tok_meta, "dtype": np_dtype.name, "val_fraction": val_fraction,
-                            "seed": seed, "splits": {}}
-    eot = np.array([tok_meta["eot"]], dtype=np_dtype)
-    for split in ("train", "val"):
-        split_docs = [d for i, d in enumerate(docs) if (i in val_ids) == (split == "val")]
-        if not split_docs:
-            continue
-        writer = _ShardWriter(out, split, shard_size, np_dtype)
-        for ids in _encoded(tokenizer, split_docs, np_dtype, num_workers, chunk_docs, f"tokenize {split}",
-                            progress):
-            writer.add(eot)
-            writer.add(ids)
-        writer.flush()
-        meta["splits"][split] = {
-            "documents": len(split_docs),
-            "tokens": sum(s["tokens"] for s in writer.shards),
-            "bytes": sum(len(d.encode("utf-8")) for d in split_docs),
-            "shards": writer.shards,
-        }
-    if callable(getattr(tokenizer, "save", None)):  # a trained BPE travels with its shards
-        tokenizer.save(out / TOKENIZER_FILE)
-    atomic_write_bytes(out / META_FILE, json.dumps(meta, indent=1).encode())
+    _remove_leftovers(out, old_meta)
+    gen = _new_subfolder(out)
+    written: list[str] = []
+    try:
+        val_ids = set(np.random.default_rng(seed).permutation(len(docs))[:n_val].tolist())
+        meta: dict[str, Any] = {"format": FORMAT, **tok_meta, "dtype": np_dtype.name,
+                                "val_fraction": val_fraction, "seed": seed, "splits": {}}
+        eot = np.array([tok_meta["eot"]], dtype=np_dtype)
+        for split in ("train", "val"):
+            split_docs = [d for i, d in enumerate(docs) if (i in val_ids) == (split == "val")]
+            if not split_docs:
+                continue
+            writer = _ShardWriter(gen, split, shard_size, np_dtype)
+            for ids in _encoded(tokenizer, split_docs, np_dtype, num_workers, chunk_docs, f"tokenize {split}",
+                                progress):
+                writer.add(eot)
+                writer.add(ids)
+            writer.flush()
+            for shard in writer.shards:
+                shard["file"] = f"{gen.name}/{shard['file']}"
+            written += [s["file"] for s in writer.shards]
+            meta["splits"][split] = {
+                "documents": len(split_docs),
+                "tokens": sum(s["tokens"] for s in writer.shards),
+                "bytes": sum(len(d.encode("utf-8")) for d in split_docs),
+                "shards": writer.shards,
+            }
+        if callable(getattr(tokenizer, "save", None)):  # a trained BPE travels with its shards
+            tokenizer.save(gen / TOKENIZER_FILE)
+            meta["tokenizer_file"] = f"{gen.name}/{TOKENIZER_FILE}"
+            written.append(meta["tokenizer_file"])
+        meta["files"] = [META_FILE, f"{gen.name}/{MARKER_FILE}", *written]
+        atomic_write_bytes(out / META_FILE, json.dumps(meta, indent=1).encode())  # the new dataset takes over
+    except BaseException:  # an error or Ctrl-C: the old dataset (if any) was never touched
+        _remove_subfolder(gen)
+        raise
+    if old_meta is not None:
+        _remove_dataset_files(out, old_meta, keep=set(meta["files"]))
     return meta
+
+
+def _check_tokenizer(tokenizer) -> None:
+    """A tokenizer must round-trip a probe sentence (catches e.g. an empty split pattern, which encodes
+    every text to no ids at all)."""
+    name = getattr(tokenizer, "name", type(tokenizer).__name__)
+    pattern = getattr(tokenizer, "pattern", None)
+    if isinstance(pattern, str) or pattern is not None:
+        from gpt2lib.tokenizer import check_split_pattern
+
+        check_split_pattern(pattern, f"tokenizer {name!r}")
+    back = tokenizer.decode(tokenizer.encode(_PROBE))
+    if back != _PROBE:
+        raise ValueError(f"tokenizer {name!r} does not round-trip the text {_PROBE!r} (decoding its ids gives "
+                         f"{back!r}); it would write wrong shards")
+
+
+def _claim_folder(out: Path, overwrite: bool) -> dict[str, Any] | None:
+    """Check that ``prepare`` may write into ``out``; the dataset already there (its meta), or None."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise NotADirectoryError(f"--out {out} exists and is not a folder")
+    if (out / META_FILE).exists():
+        try:
+            return read_meta(out)
+        except ValueError as e:
+            raise ValueError(f"{e}. prepare does not overwrite a {META_FILE} it cannot read as its own; "
+                             f"choose another folder or remove the file yourself") from None
+    foreign = sorted(p.name for p in out.iterdir() if not _is_own_subfolder(p))
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise FileExistsError(
+            f"{out} is not empty and holds no prepared dataset (no {META_FILE}): {shown}. Choose an empty or "
+            f"new folder, or pass overwrite=True (--overwrite) to write the dataset beside these files, which are "
+            f"left untouched")
+    return None
+
+
+def _is_own_subfolder(path: Path) -> bool:
+    return path.is_dir() and _GEN_RE.fullmatch(path.name) is not None and (path / MARKER_FILE).is_file()
+
+
+def _new_subfolder(out: Path) -> Path:
+    """``tokens-<n>/`` with ``n`` one above every ``tokens-<n>`` already in ``out`` (a fresh folder gets
+    ``tokens-1``, so the same inputs give the same metadata)."""
+    taken = [int(m.group(1)) for p in out.iterdir() if (m := _GEN_RE.fullmatch(p.name))]
+    gen = out / f"tokens-{max(taken, default=0) + 1}"
+    gen.mkdir()
+    (gen / MARKER_FILE).write_text("written by gpt2lib.data.prepare; removed with its dataset\n")
+    return gen
+
+
+def _remove_subfolder(gen: Path) -> None:
+    """Remove the files ``prepare`` writes from one of its ``tokens-<n>/`` subfolders, then the folder
+    if nothing else is in it."""
+    if not gen.is_dir():
+        return
+    for f in gen.iterdir():
+        if f.is_file() and _OWN_FILE_RE.fullmatch(f.name):
+            f.unlink(missing_ok=True)
+    try:
+        gen.rmdir()
+    except OSError:  # someone put their own files there: leave them
+        pass
+
+
+def _remove_leftovers(out: Path, meta: dict[str, Any] | None) -> None:
+    """Subfolders of interrupted (killed) runs of ``prepare``: marked as ours and not used by ``meta``."""
+    used = {PurePosixPath(f).parts[0] for f in (meta or {}).get("files", []) if len(PurePosixPath(f).parts) > 1}
+    for shard in (s for split in (meta or {}).get("splits", {}).values() for s in split["shards"]):
+        used.add(PurePosixPath(shard["file"]).parts[0])
+    for p in out.iterdir():
+        if p.name not in used and _is_own_subfolder(p):
+            _remove_subfolder(p)
+
+
+def _remove_dataset_files(out: Path, meta: dict[str, Any], keep: set[str]) -> None:
+    """Delete a replaced dataset's files: its manifest (``files``), or for folders written before there was a
+    manifest, its shards. Nothing else."""
+    files = meta.get("files")
+    if files is None:
+        files = [s["file"] for split in meta["splits"].values() for s in split["shards"]]
+    for rel in files:
+        if rel in keep:
+            continue
+        path = out / rel
+        if path.is_file():
+            path.unlink()
+    for sub in {PurePosixPath(f).parts[0] for f in files if len(PurePosixPath(f).parts) > 1}:
+        if (out / sub).is_dir():
+            _remove_subfolder(out / sub)
 
 
 def load_tokenizer(data_dir: str | os.PathLike):
     """The tokenizer a ``prepare`` folder was made with: its saved ``tokenizer.json`` (a trained
     :class:`gpt2lib.bpe.BytePairTokenizer`), else the GPT-2 tokenizer if the metadata names it."""
     data_dir = Path(data_dir)
-    if (data_dir / TOKENIZER_FILE).is_file():
+    meta = read_meta(data_dir)
+    path = data_dir / meta["tokenizer_file"] if "tokenizer_file" in meta else data_dir / TOKENIZER_FILE
+    if path.is_file():  # (folders written before the manifest keep it at the top)
         from gpt2lib.bpe import BytePairTokenizer
+        from gpt2lib.tokenizer import check_split_pattern
 
-        return BytePairTokenizer.load(data_dir / TOKENIZER_FILE)
-    meta = json.loads((data_dir / META_FILE).read_text())
+        tok = BytePairTokenizer.load(path)
+        check_split_pattern(tok.pattern, str(path))
+        return tok
+    if "tokenizer_file" in meta:
+        raise FileNotFoundError(f"{path} (named in {data_dir / META_FILE}) is missing")
     if meta["tokenizer"] == "gpt2":
         from gpt2lib.tokenizer import get_gpt2_tokenizer
 
@@ -224,35 +358,102 @@ def load_tokenizer(data_dir: str | os.PathLike):
     raise FileNotFoundError(f"{data_dir} has no {TOKENIZER_FILE} and its tokenizer {meta['tokenizer']!r} is not gpt2")
 
 
+def _check_relative(path: Any, where: str) -> str:
+    """A file named in meta.json must be a relative path inside the data folder."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{where}: {path!r} is not a file name")
+    posix, win = PurePosixPath(path), PureWindowsPath(path)
+    if posix.is_absolute() or win.is_absolute() or win.drive or ".." in posix.parts or ".." in win.parts:
+        raise ValueError(f"{where}: {path!r} points outside the data folder (absolute or '..'); "
+                         f"shard files must be relative paths inside it")
+    return path
+
+
+def read_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """``data_dir/meta.json``, checked: a JSON object of this format, with valid counts, a dtype that holds
+    the vocabulary, and shard files inside the folder. Errors name the file (and the field)."""
+    meta_path = Path(data_dir) / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: {data_dir} is not a finished gpt2lib.data.prepare folder")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path} holds a JSON {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
+
+    def need(d: Any, key: str, kind: type, where: str) -> Any:
+        if not isinstance(d, dict) or key not in d:
+            raise ValueError(f"{meta_path}: {where} lacks the field {key!r}")
+        if not isinstance(d[key], kind) or (kind is int and isinstance(d[key], bool)):
+            raise ValueError(f"{meta_path}: {where}{key} is {d[key]!r}, expected {kind.__name__}")
+        return d[key]
+
+    n_vocab, eot = need(meta, "n_vocab", int, ""), need(meta, "eot", int, "")
+    if n_vocab < 1 or not 0 <= eot < n_vocab:
+        raise ValueError(f"{meta_path}: n_vocab={n_vocab}, eot={eot} (need n_vocab >= 1, 0 <= eot < n_vocab)")
+    try:
+        dtype = np.dtype(need(meta, "dtype", str, ""))
+    except TypeError:
+        raise ValueError(f"{meta_path}: dtype {meta['dtype']!r} is not a numpy dtype") from None
+    if dtype.kind != "u" or np.iinfo(dtype).max < n_vocab - 1:
+        raise ValueError(f"{meta_path}: dtype {dtype} cannot hold a {n_vocab}-token vocabulary")
+    for split, info in need(meta, "splits", dict, "").items():
+        for key in ("documents", "tokens", "bytes"):
+            need(info, key, int, f"splits.{split}.")
+        for i, shard in enumerate(need(info, "shards", list, f"splits.{split}.")):
+            _check_relative(need(shard, "file", str, f"splits.{split}.shards[{i}]."), str(meta_path))
+            if need(shard, "tokens", int, f"splits.{split}.shards[{i}].") < 0:
+                raise ValueError(f"{meta_path}: splits.{split}.shards[{i}] has a negative token count")
+    for rel in need(meta, "files", list, "") if "files" in meta else []:
+        _check_relative(rel, f"{meta_path} (files)")
+    if "tokenizer_file" in meta:
+        _check_relative(need(meta, "tokenizer_file", str, ""), f"{meta_path} (tokenizer_file)")
+    return meta
+
+
+def check_shard_ids(array: np.ndarray, n_vocab: int, path: str | os.PathLike, chunk: int = 1 << 24) -> None:
+    """Raise ``ValueError`` naming ``path``, the first bad offset and ``n_vocab`` if any id in ``array`` is
+    ``>= n_vocab``. Vectorised: a numpy max per chunk of ``chunk`` tokens of the (memory-mapped) array."""
+    if np.iinfo(array.dtype).max < n_vocab:  # e.g. uint16 and 65,536 ids: every value is a valid id
+        return
+    for start in range(0, len(array), chunk):
+        part = array[start : start + chunk]
+        if len(part) and part.max() >= n_vocab:
+            at = int(np.argmax(part >= n_vocab))
+            raise ValueError(
+                f"shard {path}: token id {int(part[at])} at offset {start + at} (token index) is outside the "
+                f"vocabulary of {n_vocab} ids; the shard is damaged or was written for another tokenizer")
+
+
 # --- reading -------------------------------------------------------------------------------------------
 @dataclass
 class TokenShards:
-    """The shards of one split, memory-mapped. ``tokenizer`` (optional) is checked against the metadata."""
+    """The shards of one split, memory-mapped. ``tokenizer`` (optional) is checked against the metadata.
+
+    :meth:`open` checks every id against ``meta["n_vocab"]`` (``ids_checked``); :class:`TokenLoader` checks
+    shards built by hand that were not."""
 
     data_dir: Path
     split: str
     meta: dict[str, Any]
     arrays: list[np.memmap]
+    ids_checked: bool = False
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike, split: str = "train", tokenizer=None) -> "TokenShards":
         data_dir = Path(data_dir)
-        meta_path = data_dir / META_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: {data_dir} is not a finished gpt2lib.data.prepare folder")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
+        meta = read_meta(data_dir)
         if tokenizer is not None:
             want = _tokenizer_meta(tokenizer)
-            bad = [f"{k}: shards have {meta[k]!r}, tokenizer has {want[k]!r}" for k in ("n_vocab", "eot", "probe")
-                   if meta[k] != want[k]]
+            bad = [f"{k}: shards have {meta.get(k)!r}, tokenizer has {want[k]!r}" for k in ("n_vocab", "eot", "probe")
+                   if meta.get(k) != want[k]]
             if bad:
-                raise ValueError(f"{data_dir} was prepared with another tokenizer ({meta['tokenizer']}): "
+                raise ValueError(f"{data_dir} was prepared with another tokenizer ({meta.get('tokenizer')}): "
                                  + "; ".join(bad))
         dtype = np.dtype(meta["dtype"])
-        if dtype.kind != "u" or np.iinfo(dtype).max < meta["n_vocab"] - 1:
-            raise ValueError(f"{data_dir}: dtype {dtype} cannot hold a {meta['n_vocab']}-token vocabulary")
         if split not in meta["splits"]:
             raise ValueError(f"{data_dir} has no {split!r} split (it has {sorted(meta['splits'])})")
         arrays = []
@@ -261,8 +462,22 @@ class TokenShards:
             expected = shard["tokens"] * dtype.itemsize
             if not path.is_file() or path.stat().st_size != expected:
                 raise ValueError(f"shard {path} is missing or not {expected} bytes ({shard['tokens']} x {dtype})")
-            arrays.append(np.memmap(path, dtype=dtype, mode="r"))
-        return cls(data_dir, split, meta, arrays)
+            arrays.append(np.memmap(path, dtype=dtype, mode="r") if expected else np.zeros(0, dtype))
+        shards = cls(data_dir, split, meta, arrays)
+        shards.check_ids()
+        return shards
+
+    def check_ids(self) -> None:
+        """Check, once, that every id is below ``meta["n_vocab"]`` (see :func:`check_shard_ids`)."""
+        if self.ids_checked:
+            return
+        if "n_vocab" not in self.meta:
+            raise ValueError(f"the {self.split} shards' metadata has no n_vocab to check their ids against")
+        files = [s["file"] for s in self.meta.get("splits", {}).get(self.split, {}).get("shards", [])]
+        for i, array in enumerate(self.arrays):
+            where = self.data_dir / files[i] if i < len(files) else f"{self.split} shard {i}"
+            check_shard_ids(array, int(self.meta["n_vocab"]), where)
+        self.ids_checked = True
 
     @property
     def num_tokens(self) -> int:
@@ -297,6 +512,7 @@ class TokenLoader:
             raise ValueError(f"block_size {block_size} is larger than the model's context ({model_block_size})")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        shards.check_ids()  # a no-op for shards from TokenShards.open, which checked them
         self.shards, self.block_size, self.batch_size = shards, block_size, batch_size
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
         self.device = torch.device(device)

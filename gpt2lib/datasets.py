@@ -20,25 +20,34 @@ Word test set is ``"one-billion-word-test"`` (Table 3's 1BW column).
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gzip
 import hashlib
+import http.client
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+from urllib.error import URLError
 from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
 
 from gpt2lib._io import atomic_path
 from gpt2lib._manifest import TABLE
+from gpt2lib.errors import GPT2LibError
 
-__all__ = ["Dataset", "ChecksumError", "DATASETS", "GROUPS", "list_datasets", "info", "download", "read_text",
-           "cache_root"]
+__all__ = ["Dataset", "ChecksumError", "DownloadError", "DATASETS", "GROUPS", "list_datasets", "info", "download",
+           "read_text", "cache_root"]
 
 
 class ChecksumError(RuntimeError):
     """A file's sha256 (or size) is not the one in the registry; the file was not used."""
+
+
+class DownloadError(GPT2LibError, ConnectionError):
+    """A file could not be fetched (no network, a timeout, an HTTP error); nothing was left in the cache."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,7 @@ def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     h, n = hashlib.sha256(), 0
     req = Request(entry.url, headers={"User-Agent": "gpt2lib"})
-    with atomic_path(dest) as tmp:  # removed on any error, so the cache never holds a partial or wrong file
+    with atomic_path(dest) as tmp, _network_errors(entry, dest):  # tmp is removed on any error: no partial file
         with urlopen(req, timeout=60) as resp, open(tmp, "wb") as f, tqdm(
             total=entry.size, unit="B", unit_scale=True, desc=entry.name, disable=not progress
         ) as bar:
@@ -141,6 +150,20 @@ def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
                 f"{entry.name}: downloaded {n} bytes with sha256 {h.hexdigest()}, expected {entry.size} bytes "
                 f"with sha256 {entry.sha256} (from {entry.url}); the file was discarded"
             )
+
+
+@contextlib.contextmanager
+def _network_errors(entry: Dataset, dest: Path) -> Iterator[None]:
+    """Turn a network failure (URLError, HTTPError, a socket timeout, a dropped connection) while fetching
+    ``entry`` into a :class:`DownloadError` naming the dataset, the URL and ``GPT2LIB_DATA_MIRROR``."""
+    try:
+        yield
+    except (URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+        raise DownloadError(
+            f"{entry.name}: could not download {entry.url} ({type(error).__name__}: {error}). Offline? Set "
+            f"GPT2LIB_DATA_MIRROR to a folder laid out like the data mirror (it must hold {entry.path}), or place "
+            f"the file{f' (sha256 {entry.sha256})' if entry.sha256 else ''} at {dest}. Nothing was written to the cache."
+        ) from error
 
 
 def download(name: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:

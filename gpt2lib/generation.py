@@ -18,6 +18,7 @@ window. The result is exactly what recomputing the cropped window from scratch e
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterator
 
 import torch
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from gpt2lib.model import GPT2, KVCache
 
-__all__ = ["generate", "stream", "top_k_filter", "top_p_filter", "sample_next"]
+__all__ = ["generate", "stream", "top_k_filter", "top_p_filter", "sample_next", "check_generator_device"]
 
 
 def _check_top_k(k: int) -> None:
@@ -34,8 +35,30 @@ def _check_top_k(k: int) -> None:
 
 
 def _check_top_p(p: float) -> None:
+    # written so that NaN fails the range test (every comparison with NaN is False)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {p!r}")
+
+
+def _check_temperature(temperature: float) -> None:
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature)
+            or temperature < 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+
+
+def check_generator_device(generator: torch.Generator | None, device: torch.device | str) -> None:
+    """Raise ``ValueError`` naming both devices when ``generator`` cannot draw samples on ``device``
+    (``torch.multinomial`` needs a generator of the same device type as the probabilities; a CPU
+    ``torch.Generator()`` with a model on CUDA fails deep inside sampling otherwise)."""
+    if generator is None:
+        return
+    device = torch.device(device)
+    gen = torch.device(generator.device)
+    same_index = gen.index is None or device.index is None or gen.index == device.index
+    if gen.type != device.type or (gen.type != "cpu" and not same_index):
+        raise ValueError(
+            f"the torch.Generator is on device {gen} but the model (and its logits) are on {device}; "
+            f"create it there: torch.Generator(device={str(device)!r}).manual_seed(seed)")
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -66,8 +89,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 def _check_options(temperature: float, top_k: int | None, top_p: float | None) -> None:
     """The filters' own checks, made up front (``stream`` is lazy) so bad options fail at the call."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    _check_temperature(temperature)
     if top_k is not None:
         _check_top_k(top_k)
     if top_p is not None:
@@ -81,7 +103,10 @@ def sample_next(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Pick the next token of each row from ``logits`` ``[B, vocab]``; returns ``[B]`` (long)."""
+    """Pick the next token of each row from ``logits`` ``[B, vocab]``; returns ``[B]`` (long).
+    Bad options (NaN or infinite ``temperature``, ``generator`` on another device) raise ``ValueError``."""
+    _check_temperature(temperature)
+    check_generator_device(generator, logits.device)
     if temperature == 0:
         return torch.argmax(logits, dim=-1)
     logits = logits.float() / temperature
@@ -107,7 +132,8 @@ def stream(
 
     ``idx`` is a prompt ``[B, T]`` (yields a LongTensor ``[B]`` per step) or ``[T]`` (yields an int).
     With ``eos_id``, a row that has produced ``eos_id`` keeps producing ``eos_id`` (padding) and the
-    stream ends once every row has. Arguments are checked at the call, before the first token.
+    stream ends once every row has. Arguments are checked at the call, before the first token, including
+    that ``generator`` is on the model's device.
     The model is in eval mode while the stream runs and back in its former mode once it ends.
     """
     _check_options(temperature, top_k, top_p)
@@ -120,6 +146,7 @@ def stream(
     if prompt.size(1) == 0:
         raise ValueError("the prompt is empty; start from at least one token (e.g. <|endoftext|>)")
     model._check_range(prompt)
+    check_generator_device(generator, model.transformer.wte.weight.device)  # also for greedy: fail on CPU too
     vocab = model.config.vocab_size
     if eos_id is not None and not (isinstance(eos_id, int) and 0 <= eos_id < vocab):
         raise ValueError(f"eos_id {eos_id!r} is outside the vocabulary (vocab_size={vocab})")

@@ -36,6 +36,7 @@ import warnings
 from pathlib import Path
 from typing import AbstractSet, Iterable, Literal
 
+import regex
 import tiktoken
 
 ENDOFTEXT = "<|endoftext|>"
@@ -52,6 +53,30 @@ _TIKTOKEN_GPT2_PATTERN = (
 )
 
 AllowedSpecial = Literal["all"] | Iterable[str]
+
+# Text a split pattern must cut into parts that join back to it: letters, digits, punctuation, contractions,
+# runs of spaces, tabs and newlines, non-ASCII letters and an emoji.
+SPLIT_PROBE = "Hello world! It's 2019, isn't it?\n\n  Zwölf Boxkämpfer\tjagen 42 Viktoren 🙂  \n"
+
+
+def check_split_pattern(pattern: object, source: str = "split pattern") -> None:
+    """Check a BPE pre-tokenization ``pattern`` (GPT-2 §2.2): a non-empty string that compiles with ``regex``
+    and splits :data:`SPLIT_PROBE` into non-empty parts that re-join to the text. An empty pattern would make
+    ``encode`` return ``[]`` for every text. ``ValueError`` names ``source`` (e.g. the tokenizer file)."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"{source}: the split pattern is {pattern!r}; it must be a non-empty regular expression "
+                         f"(GPT-2's is gpt2lib.bpe.GPT2_SPLIT_PATTERN)")
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as e:
+        raise ValueError(f"{source}: the split pattern {pattern!r} does not compile: {e}") from None
+    parts = [m.group(0) for m in compiled.finditer(SPLIT_PROBE)]
+    if any(not part for part in parts):
+        raise ValueError(f"{source}: the split pattern {pattern!r} matches the empty string")
+    if "".join(parts) != SPLIT_PROBE:
+        raise ValueError(f"{source}: the split pattern {pattern!r} drops text: splitting {SPLIT_PROBE!r} and "
+                         f"re-joining the parts gives {''.join(parts)!r}")
+
 
 
 class TokenizerUnavailableError(RuntimeError):

@@ -12,6 +12,13 @@ match ours (``wte``, ``h.0.attn.c_attn``, ...), with two differences this module
 
 State dicts of our own model (also from ``torch.compile``, keys prefixed ``_orig_mod.``) load too.
 Files are read with ``safetensors`` or ``torch.load(weights_only=True)``: loading never runs code.
+
+``from_pretrained`` checks every key and shape of the weights against ``config.json`` *before* it builds the
+model (on PyTorch's ``meta`` device, which allocates nothing; a ``model.safetensors`` header gives the shapes
+without reading the tensors), so a config that does not match its weights is reported, not allocated.
+``n_head`` cannot be checked against the weights: GPT-2's attention matrices are ``[C, 3C]`` whatever the
+number of heads (heads only split ``C``), so a wrong ``n_head`` loads and computes a different function. It is
+checked to divide ``n_embd``, and against ``head_dim`` where a config.json carries one.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ __all__ = [
     "convert_state_dict",
     "load_state_dict",
     "read_state_dict",
+    "check_shapes",
 ]
 
 # Matrices stored as [in, out] by the TF code / Hugging Face Conv1D.
@@ -161,7 +169,8 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: GPT2Config) 
     for s, value in short.items():
         if s == "lm_head.weight":
             wte = short.get("wte.weight")
-            if wte is not None and value.shape == wte.shape and not torch.equal(value, wte):
+            if (wte is not None and value.shape == wte.shape and value.device.type != "meta"
+                    and not torch.equal(value, wte)):
                 raise ValueError("lm_head.weight differs from wte.weight; GPT-2 ties them (untied heads unsupported)")
             if wte is None:
                 out["transformer.wte.weight"] = value
@@ -181,7 +190,7 @@ def load_state_dict(model: GPT2, state_dict: dict[str, torch.Tensor]) -> GPT2:
     own = model.state_dict()
     if not model.config.bias:  # biases written as zeros by save_pretrained for Hugging Face
         for key in [k for k in converted if k.endswith(".bias") and k not in own]:
-            if torch.count_nonzero(converted[key]) != 0:
+            if converted[key].device.type != "meta" and torch.count_nonzero(converted[key]) != 0:
                 raise ValueError(f"key {key!r} holds non-zero biases but the config has bias=False")
             del converted[key]
     missing = sorted(set(own) - set(converted))
@@ -220,6 +229,28 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return sd
+
+
+def check_shapes(config: GPT2Config, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Check a weights file's keys and shapes (``{key: shape}``) against ``config`` without allocating the
+    model: both sides live on the ``meta`` device. Raises the ``ValueError`` of :func:`load_state_dict`."""
+    with torch.device("meta"):
+        model = GPT2(config)
+        tensors = {key: torch.empty(shape) for key, shape in shapes.items()}
+    load_state_dict(model, tensors)
+
+
+def _file_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
+    """``{key: shape}`` from a ``.safetensors`` header (no tensor is read); None for other formats."""
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except Exception as e:  # corrupt, truncated, or not a safetensors file
+        raise ValueError(f"could not read weights from {path}: {type(e).__name__}: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -265,18 +296,30 @@ def from_pretrained(name_or_dir: str | os.PathLike, **overrides: Any) -> GPT2:
         config = config_from_hf(cfg, **overrides)
     except KeyError as e:
         raise ValueError(f"{cfg_path} lacks the field {e.args[0]!r}") from e
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{cfg_path}: {e}") from e
+    head_dim = cfg.get("head_dim")
+    if head_dim is not None and head_dim * config.n_head != config.n_embd:
+        raise ValueError(f"{cfg_path}: head_dim={head_dim!r} x n_head={config.n_head} is not n_embd={config.n_embd}")
     for filename in ("model.safetensors", "pytorch_model.bin"):
         if (folder / filename).is_file():
             weights = folder / filename
             break
     else:
         raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {folder}")
-    state_dict = read_state_dict(weights)  # its errors already name the file
-    model = GPT2(config)
     try:
+        shapes = _file_shapes(weights)  # from the header: nothing read or allocated yet
+        if shapes is not None:
+            check_shapes(config, shapes)
+        state_dict = read_state_dict(weights)  # its errors already name the file
+        if shapes is None:  # pytorch_model.bin: its tensors are read, the model is not built yet
+            check_shapes(config, {k: tuple(v.shape) for k, v in state_dict.items()})
+        model = GPT2(config)
         load_state_dict(model, state_dict)
     except ValueError as e:
-        raise ValueError(f"{weights}: {e}") from e
+        if str(weights) in str(e):
+            raise
+        raise ValueError(f"{weights} does not match {cfg_path}: {e}") from e
     return model.eval()
 
 

@@ -172,7 +172,7 @@ def _shards(*lengths: int, seed: int = 0) -> TokenShards:
     """Shards whose tokens are distinct (a shuffled range), so a window's content identifies it."""
     perm = np.random.default_rng(seed).permutation(sum(lengths)).astype(np.uint16)
     arrays = np.split(perm, np.cumsum(lengths)[:-1])
-    meta = {"splits": {"train": {"bytes": 0}}}
+    meta = {"n_vocab": 1 << 16, "splits": {"train": {"bytes": 0}}}
     return TokenShards(Path("."), "train", meta, arrays)
 
 

@@ -130,7 +130,9 @@ def top_k_reference(row: list[float], k: int) -> list[float]:
 
 
 def top_p_reference(row: list[float], p: float) -> list[float]:
-    probs = torch.softmax(torch.tensor(row, dtype=torch.float32), 0).tolist()
+    # float64: in float32 the top token of a peaked row rounds to probability 1 and its tail would look
+    # empty, while the exact mass before every token is below 1 (so p=1 keeps all of them)
+    probs = torch.softmax(torch.tensor(row, dtype=torch.float64), 0).tolist()
     order = sorted(range(len(row)), key=lambda i: -row[i])
     keep, mass = set(), 0.0
     for i in order:  # take tokens in order of probability until the mass reaches p
@@ -242,3 +244,69 @@ def test_bad_generation_arguments_raise_at_the_call():
         model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
     with pytest.raises(TypeError, match="dtype"):
         model.generate(torch.tensor([[1.0, 2.0]]), 3)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), -0.5])
+def test_non_finite_or_negative_temperature_is_rejected_everywhere(bad):
+    """temperature=nan used to pass the check (nan < 0 is False) and sample garbage; now every entry
+    point refuses it, before any work."""
+    model = make()
+    idx = torch.tensor([[1, 2]])
+    with pytest.raises(ValueError, match="temperature must be a finite number"):
+        stream(model, idx, 3, temperature=bad)
+    with pytest.raises(ValueError, match="temperature must be a finite number"):
+        model.generate(idx, 3, temperature=bad)
+    with pytest.raises(ValueError, match="temperature must be a finite number"):
+        sample_next(torch.zeros(1, 5), temperature=bad)
+
+
+def test_nan_top_p_and_top_k_are_rejected():
+    model = make()
+    idx = torch.tensor([[1, 2]])
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="top_p"):
+            model.generate(idx, 3, top_p=bad)
+        with pytest.raises(ValueError, match="top_p"):
+            top_p_filter(torch.zeros(1, 5), bad)
+        with pytest.raises(ValueError, match="top_k"):
+            model.generate(idx, 3, top_k=bad)
+        with pytest.raises(ValueError, match="top_k"):
+            top_k_filter(torch.zeros(1, 5), bad)
+
+
+@pytest.mark.parametrize("gen_device, model_device, ok", [
+    ("cpu", "cpu", True), ("cuda", "cuda:0", True), ("cuda:0", "cuda", True), ("cuda:1", "cuda:1", True),
+    ("cpu", "cuda", False), ("cuda:0", "cpu", False), ("cuda:0", "cuda:1", False), ("cpu", "mps", False),
+])
+def test_check_generator_device_compares_both_devices(gen_device, model_device, ok):
+    """The check on device objects (a CUDA-less machine cannot make a CUDA generator): a generator stands
+    in as any object with a ``device``, which is all the check reads."""
+    from types import SimpleNamespace
+
+    from gpt2lib.generation import check_generator_device
+
+    gen = SimpleNamespace(device=torch.device(gen_device))
+    if ok:
+        check_generator_device(gen, torch.device(model_device))
+        return
+    with pytest.raises(ValueError) as info:
+        check_generator_device(gen, model_device)
+    assert str(torch.device(gen_device)) in str(info.value) and str(torch.device(model_device)) in str(info.value)
+
+
+def test_a_generator_on_another_device_than_the_model_is_refused_at_the_call():
+    """The book's TL;DR defect (issue 8): a CPU torch.Generator with the model elsewhere. Here the model is
+    on the meta device (no CUDA needed); generate, stream and sample_next all name both devices before any
+    work, also for greedy decoding, where the mistake would otherwise surface only once someone samples."""
+    model = make().to("meta")
+    idx = torch.tensor([[1, 2]], device="meta")
+    gen = torch.Generator().manual_seed(0)
+    for temperature in (1.0, 0.0):
+        with pytest.raises(ValueError, match=r"Generator is on device cpu but the model .* on meta"):
+            stream(model, idx, 3, temperature=temperature, generator=gen)
+        with pytest.raises(ValueError, match=r"on device cpu .* on meta"):
+            generate(model, idx, 3, temperature=temperature, generator=gen)
+    with pytest.raises(ValueError, match=r"on device cpu .* on meta"):
+        sample_next(torch.zeros(1, 5, device="meta"), generator=gen)
+    cpu = make()
+    assert generate(cpu, torch.tensor([[1, 2]]), 3, generator=gen).shape == (1, 5)  # same device: fine

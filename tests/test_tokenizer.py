@@ -219,3 +219,90 @@ def test_no_cache_no_mirror_no_network_gives_one_clear_error(tmp_path, monkeypat
         assert hint in message
     assert fetched and all(u.startswith("https://openaipublic") for u in fetched)
     assert isinstance(info.value, RuntimeError)
+
+
+# ---------------------------------------------------------------- split patterns of tokenizer files
+def test_gpt2s_split_patterns_pass_the_pattern_check():
+    from gpt2lib.bpe import GPT2_SPLIT_PATTERN
+    from gpt2lib.tokenizer import _TIKTOKEN_GPT2_PATTERN, check_split_pattern
+
+    check_split_pattern(GPT2_SPLIT_PATTERN)
+    check_split_pattern(_TIKTOKEN_GPT2_PATTERN)
+    check_split_pattern(tiktoken.get_encoding("gpt2")._pat_str)  # tiktoken's own, the reference
+
+
+@pytest.mark.parametrize("pattern, why", [
+    ("", "non-empty"), (None, "non-empty"), ("(", "does not compile"), (r"\p{L}+", "drops text"),
+    (r"\w*", "matches the empty string"), (r"[a-z]+|\s", "drops text"),
+])
+def test_bad_split_patterns_are_refused_naming_the_source(pattern, why):
+    from gpt2lib.tokenizer import check_split_pattern
+
+    with pytest.raises(ValueError, match=why) as info:
+        check_split_pattern(pattern, "my/tokenizer.json")
+    assert str(info.value).startswith("my/tokenizer.json: ")
+
+
+def _bpe_file_with_pattern(tmp_path: Path, pattern: str) -> Path:
+    """A saved BytePairTokenizer file whose split pattern was edited (as the issue's probe did)."""
+    import json
+
+    from gpt2lib.bpe import BytePairTokenizer
+
+    path = tmp_path / "bpe.json"
+    BytePairTokenizer().save(path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["pattern"] = pattern
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_a_tokenizer_file_with_an_empty_pattern_is_refused_by_prepare_and_the_cli(tmp_path, capsys):
+    """Before, pattern "" made encode return [] and prepare wrote only end-of-text tokens, exit 0."""
+    from gpt2lib.bpe import BytePairTokenizer
+    from gpt2lib.cli import main
+    from gpt2lib.data import prepare
+
+    path = _bpe_file_with_pattern(tmp_path, "")
+    text = tmp_path / "in.txt"
+    text.write_text("First Citizen:\nSpeak.\n\nAll:\nSpeak, speak.\n\nMore text here.", encoding="utf-8")
+    with pytest.raises(SystemExit) as info:
+        main(["prepare", "--input", str(text), "--tokenizer", str(path), "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and str(path) in err and "split pattern" in err
+    assert not (tmp_path / "d" / "meta.json").exists()
+    with pytest.raises(ValueError, match="split pattern is ''"):
+        prepare(["a b", "c d"], tmp_path / "d2", BytePairTokenizer.load(path), val_fraction=0, progress=False)
+
+
+def test_a_data_folder_whose_tokenizer_file_was_damaged_is_refused_naming_it(tmp_path):
+    import json
+
+    from gpt2lib.bpe import BytePairTokenizer
+    from gpt2lib.data import load_tokenizer, prepare
+
+    meta = prepare(["one document", "another one"], tmp_path, BytePairTokenizer(), val_fraction=0, progress=False)
+    tok_file = tmp_path / meta["tokenizer_file"]
+    doc = json.loads(tok_file.read_text(encoding="utf-8"))
+    doc["pattern"] = ""
+    tok_file.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError, match="split pattern") as info:
+        load_tokenizer(tmp_path)
+    assert str(tok_file) in str(info.value)
+
+
+def test_prepare_refuses_a_tokenizer_that_does_not_round_trip():
+    from gpt2lib.data import prepare
+    from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+    class Lossy:
+        name, n_vocab, eot = "lossy", 50257, 50256
+
+        def encode(self, text):
+            return get_gpt2_tokenizer().encode(text.lower())
+
+        def decode(self, ids):
+            return get_gpt2_tokenizer().decode(ids)
+
+    with pytest.raises(ValueError, match="'lossy' does not round-trip"):
+        prepare(["A b", "C d"], "/nonexistent/never-created", Lossy(), val_fraction=0, progress=False)

@@ -232,3 +232,92 @@ def test_save_over_an_existing_folder_replaces_files_and_leaves_no_temporaries(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     assert json.loads((tmp_path / "config.json").read_text())["n_layer"] == 2
     assert GPT2.from_pretrained(tmp_path).config.n_layer == 2
+
+
+# -------------------------------------------------------------------------------------------------
+# Shapes checked against config.json before the model is built
+def _edit_config(folder, **changes) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(changes)
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def _max_rss_mb() -> float:
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_a_config_much_larger_than_its_weights_is_reported_not_allocated(tmp_path, fmt):
+    """n_embd=16384 (n_head=16) with 64-wide weights: building that model would take ~150 GB (12 layers x
+    12 x 16384^2 floats); before, from_pretrained built it first and ran out of memory. Now the shapes are
+    compared on the meta device and the error names the file, the key and both shapes."""
+    hf = hf_model(**SMALL)
+    if fmt == "safetensors":
+        hf.save_pretrained(tmp_path)
+    else:  # an older hub folder
+        (tmp_path / "config.json").write_text(hf.config.to_json_string())
+        torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
+    _edit_config(tmp_path, n_embd=16384, n_head=16, n_layer=12)
+    before = _max_rss_mb()
+    with pytest.raises(ValueError) as info:
+        GPT2.from_pretrained(tmp_path)
+    msg = str(info.value)
+    assert "h.0.attn.c_attn.weight" in msg and "(64, 192)" in msg and "16384" in msg
+    assert str(tmp_path / "config.json") in msg and ("model.safetensors" in msg or "pytorch_model.bin" in msg)
+    assert _max_rss_mb() - before < 1000  # nothing near the 150 GB the config describes was allocated
+
+
+def test_other_shape_mismatches_are_found_from_the_safetensors_header(tmp_path, monkeypatch):
+    """vocab_size and n_layer mismatches are reported before any tensor is read from the file."""
+    import safetensors.torch
+
+    hf = hf_model(**SMALL)
+    hf.save_pretrained(tmp_path)
+    _edit_config(tmp_path, vocab_size=50257)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the tensors were read before the shapes were checked")
+
+    monkeypatch.setattr(safetensors.torch, "load_file", no_reading)
+    with pytest.raises(ValueError, match=r"wte.weight.*\(300, 64\).*\(50257, 64\)"):
+        GPT2.from_pretrained(tmp_path)
+    _edit_config(tmp_path, vocab_size=300, n_layer=3)
+    with pytest.raises(ValueError, match="missing key.*h.2"):
+        GPT2.from_pretrained(tmp_path)
+
+
+def test_n_head_must_divide_n_embd_and_match_head_dim_where_given(tmp_path):
+    """n_head itself cannot be checked against GPT-2 weights (c_attn is [C, 3C] for any head count): it must
+    divide n_embd, and agree with head_dim when config.json carries one; errors name config.json."""
+    hf = hf_model(**SMALL)
+    hf.save_pretrained(tmp_path)
+    _edit_config(tmp_path, n_head=5)
+    with pytest.raises(ValueError, match=r"config.json.*divisible by n_head"):
+        GPT2.from_pretrained(tmp_path)
+    _edit_config(tmp_path, n_head=4, head_dim=32)
+    with pytest.raises(ValueError, match=r"config.json.*head_dim=32 x n_head=4 is not n_embd=64"):
+        GPT2.from_pretrained(tmp_path)
+    _edit_config(tmp_path, head_dim=16)
+    assert GPT2.from_pretrained(tmp_path).config.n_head == 4
+    _edit_config(tmp_path, n_head=8, head_dim=None)  # documented: a wrong n_head that divides n_embd loads
+    assert GPT2.from_pretrained(tmp_path).config.n_head == 8
+
+
+def test_check_shapes_allocates_nothing_for_gpt2_xl_sizes():
+    """check_shapes works on the meta device: the 1.5B model's shapes are checked in well under a second of
+    memory (its weights would be 6 GB)."""
+    from gpt2lib.weights import check_shapes
+
+    config = GPT2Config.from_name("gpt2-xl")
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in GPT2(config).state_dict().items()}
+    before = _max_rss_mb()
+    check_shapes(config, shapes)
+    assert _max_rss_mb() - before < 500
+    shapes["transformer.h.47.mlp.c_fc.weight"] = (1600, 6400)  # transposed, in a file of our layout
+    with pytest.raises(ValueError, match=r"h.47.mlp.c_fc.weight.*\(1600, 6400\)"):
+        check_shapes(config, shapes)
