@@ -243,15 +243,19 @@ def evaluate_summarization(model: Any, tokenizer: Any, examples: Sequence[tuple[
     return TaskResult("summarization", rouge(preds, refs), len(refs), notes=notes)
 
 
-def table4(rows: dict[str, dict[str, float]]) -> str:
-    """A markdown table of our ROUGE rows (name -> :func:`rouge` metrics) beside the paper's Table 4."""
-    lines = ["| system | R-1 | R-2 | R-L | R-AVG | paper R-1 | paper R-2 | paper R-L | paper R-AVG |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    aliases = {"Lead-3": "Lede-3"}
+def table4(rows: dict[str, dict[str, float]], paper: dict[str, str] | None = None) -> str:
+    """A markdown table of our ROUGE rows (name -> :func:`rouge` metrics) beside the paper's Table 4 row
+    ``paper[name]`` (default: the row of the same name; ``Lead-3`` is the paper's ``Lede-3``)."""
+    lines = ["| ours | R-1 | R-2 | R-L | R-AVG | paper row | R-1 | R-2 | R-L | R-AVG |",
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    paper = {"Lead-3": "Lede-3", **(paper or {})}
     for name, m in rows.items():
-        paper = PAPER_TABLE4.get(aliases.get(name, name))
+        row = paper.get(name, name)
         cells = [f"{m[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL", "rouge_avg")]
-        cells += [f"{v:.2f}" for v in paper] if paper else ["-"] * 4
+        if row in PAPER_TABLE4:
+            cells += [row] + [f"{v:.2f}" for v in PAPER_TABLE4[row]]
+        else:
+            cells += ["-"] * 5
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
