@@ -4,16 +4,24 @@ A reader, a crash or a ``kill -9`` never sees a half-written file: the data goes
 beside the target, which is flushed to disk (fsync) and then renamed over the target in one step
 (``os.replace`` is atomic on POSIX and Windows); the folder is fsync'ed so the rename survives a
 power loss. On any error the temporary file is removed and the old file is left as it was.
+
+A process killed (``kill -9``, power loss) in the middle of a write cannot remove its temporary file;
+the next write of the same target removes such leftovers: only names of the form
+``.<target>.<pid>.<8 hex>.tmp`` whose process no longer runs on this machine.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
+           "remove_stale_temporaries"]
+
+_TEMP = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -36,12 +44,47 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (True when that cannot be told, e.g. on Windows)."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, targets: set[str] | None = None) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` left in ``folder`` when its process was killed
+    (only ``targets``' if given, never one of a process still running). Returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TEMP.fullmatch(p.name)
+        if m and (targets is None or m["target"] in targets) and not pid_alive(int(m["pid"])) and p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write to; when the block ends without an error it
     is fsync'ed and renamed over ``path``. The name is unique per call, so two processes writing
     the same file never mix their bytes: the last rename wins, with a complete file."""
     path = Path(path)
+    remove_stale_temporaries(path.parent, {path.name})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp

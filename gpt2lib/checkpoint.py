@@ -3,7 +3,9 @@
 A run folder holds checkpoint folders ``ckpt-<step>-<id>/`` and a pointer file ``latest`` naming the newest.
 A save writes a complete new folder under a temporary name (every file fsync'ed), renames it into place,
 fsyncs the run folder, and only then replaces ``latest`` (temporary file + fsync + rename). A process killed
-at any moment therefore leaves ``latest`` naming a complete checkpoint; older ones are deleted last.
+at any moment therefore leaves ``latest`` naming a complete checkpoint; older ones are deleted last. The
+temporary folder of a save that was killed (``.tmp-ckpt-<step>-<id>.<pid>``) is removed by the next save
+(:func:`remove_stale_saves`); nothing in the run folder that does not have the trainer's own names is touched.
 
 Inside a checkpoint nothing is pickled, so loading never executes code:
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -27,17 +30,42 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from gpt2lib._io import atomic_write_text, fsync_dir, fsync_file
+from gpt2lib._io import atomic_write_text, fsync_dir, fsync_file, pid_alive, remove_stale_temporaries
+from gpt2lib.errors import GPT2LibError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "CheckpointError", "unwrap_model",
-           "model_state_dict"]
+           "model_state_dict", "is_checkpoint_name", "remove_stale_saves"]
 
 FORMAT = "gpt2lib-checkpoint-v1"
 POINTER = "latest"
+_NAME = re.compile(r"ckpt-\d{8}-[0-9a-f]{8}")  # the folders save_checkpoint writes
+_TMP = re.compile(r"\.tmp-(ckpt-\d{8}-[0-9a-f]{8})(?:\.(\d+))?")  # and their names while being written
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used here: missing, incomplete, or saved for another configuration."""
+class CheckpointError(GPT2LibError, ValueError):
+    """A checkpoint that cannot be used here: missing, incomplete, damaged, or saved for another configuration."""
+
+
+def is_checkpoint_name(name: str) -> bool:
+    """Whether ``name`` is a checkpoint folder name as :func:`save_checkpoint` makes them."""
+    return _NAME.fullmatch(name) is not None
+
+
+def remove_stale_saves(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove what killed saves left in ``run_dir``: their temporary checkpoint folders (those of processes
+    no longer running) and the temporary files of the ``latest`` pointer. Returns what was removed."""
+    run_dir = Path(run_dir)
+    removed = remove_stale_temporaries(run_dir, {POINTER})
+    try:
+        entries = list(run_dir.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TMP.fullmatch(p.name)
+        if m and p.is_dir() and not (m[2] and pid_alive(int(m[2]))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -128,7 +156,10 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
     pointer = run_dir / POINTER
     if not pointer.is_file():
         raise FileNotFoundError(f"no checkpoint in {run_dir} (no '{POINTER}' file)")
-    ckpt = run_dir / pointer.read_text().strip()
+    name = pointer.read_text().strip()
+    if not is_checkpoint_name(name):
+        raise CheckpointError(f"{pointer} does not name a checkpoint folder (it holds {name[:80]!r})")
+    ckpt = run_dir / name
     if not (ckpt / "state.json").is_file():
         raise CheckpointError(f"{pointer} names {ckpt.name}, which is not a complete checkpoint")
     return ckpt
@@ -153,8 +184,9 @@ def save_checkpoint(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_saves(run_dir)
     name = f"ckpt-{step:08d}-{uuid.uuid4().hex[:8]}"
-    tmp = run_dir / f".tmp-{name}"
+    tmp = run_dir / f".tmp-{name}.{os.getpid()}"
     tmp.mkdir()
     try:
         save_file(model_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": FORMAT})
@@ -177,7 +209,8 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     atomic_write_text(run_dir / POINTER, name + "\n")
-    old = sorted((p for p in run_dir.glob("ckpt-*") if p.name != name), key=lambda p: p.name)
+    old = sorted((p for p in run_dir.iterdir() if is_checkpoint_name(p.name) and p.name != name and p.is_dir()),
+                 key=lambda p: p.name)
     for p in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
     return run_dir / name
@@ -207,16 +240,21 @@ def load_checkpoint(
     :class:`CheckpointError` lists every difference before anything is modified. Returns ``state.json``.
     """
     ckpt = latest_checkpoint(path)
-    state = json.loads((ckpt / "state.json").read_text())
-    if state.get("format") != FORMAT:
-        raise CheckpointError(f"{ckpt}: unknown checkpoint format {state.get('format')!r}")
+    try:
+        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{ckpt / 'state.json'} is damaged ({e}); resume from an older checkpoint "
+                              f"folder if one is kept") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{ckpt}: unknown checkpoint format "
+                              f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
     if expected_config is not None:
         diff = _config_diff({k: state["config"].get(k, "<missing>") for k in expected_config}, expected_config)
         if diff:
             raise CheckpointError(f"checkpoint {ckpt} was saved with a different config:\n  " + "\n  ".join(diff))
-    tensors = load_file(str(ckpt / "optimizer.safetensors"))
+    tensors = _read_tensors(ckpt / "optimizer.safetensors")
     if model is not None:
-        weights = load_file(str(ckpt / "model.safetensors"))
+        weights = _read_tensors(ckpt / "model.safetensors")
         target = unwrap_model(model)
         own = target.state_dict()
         missing = [n for n in own if n not in weights and not _is_tied(target, n, weights)]
@@ -237,6 +275,17 @@ def load_checkpoint(
         _set_rng_state(tensors, state["rng"])
     state["path"] = str(ckpt)
     return state
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """``load_file``, with an error naming the file when it is missing, truncated or not safetensors."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the checkpoint folder {path.parent} is incomplete")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors' SafetensorError (a truncated or overwritten file) and OSError
+        raise CheckpointError(f"{path} is damaged or truncated ({type(e).__name__}: {e}); resume from an older "
+                              f"checkpoint folder if one is kept") from e
 
 
 def _is_tied(model: torch.nn.Module, name: str, weights: dict[str, torch.Tensor]) -> bool:

@@ -3,6 +3,11 @@
 ``train`` builds a :class:`gpt2lib.train.TrainConfig` from, in increasing priority: a ``--preset``, a config
 file (``--config run.json`` or ``run.toml``), one flag per field (``--max-steps 100``) and ``--set key=value``.
 Unknown options and bad values exit with status 2 and a message naming the option.
+
+Errors are one line on stderr, no traceback (``GPT2LIB_DEBUG=1`` shows it): 2 for a bad command line or
+setting, 1 for bad files and data (gpt2lib's own errors, damaged safetensors, a non-finite loss), 128 + N
+after signal N (130 for Ctrl-C, 143 for SIGTERM). ``train`` stopped by a signal saves first and prints the
+command that resumes it.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import types
 import typing
@@ -79,13 +85,7 @@ def _load_config_file(path: str) -> dict[str, Any]:
             raise UsageError("--config: TOML files need Python 3.11+ (tomllib); use JSON") from None
         return tomllib.loads(p.read_text())
     if p.suffix == ".json":
-        try:
-            values = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UsageError(f"--config: {path} is not valid JSON: {e}") from None
-        if not isinstance(values, dict):
-            raise UsageError(f"--config: {path} holds a JSON {type(values).__name__}, not an object of settings")
-        return values
+        return json.loads(p.read_text())
     raise UsageError(f"--config: {path} must end in .json or .toml")
 
 
@@ -104,17 +104,28 @@ def train_config_from_args(args: argparse.Namespace):
             raise UsageError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         values[key.strip().replace("-", "_")] = _convert(key.strip().replace("-", "_"), raw)
+    from gpt2lib.errors import ConfigError
+
     try:
         return TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
+    except ConfigError as e:
+        raise UsageError(_config_error(e)) from None
     except (TypeError, ValueError) as e:
         raise UsageError(str(e)) from None
+
+
+def _config_error(e) -> str:
+    """A ConfigError as the command line spells the option: ``--micro-batch-size: must be ...``."""
+    return f"--{e.option.replace('_', '-')}: {e.detail}"
 
 
 def _add_train(sub) -> None:
     from gpt2lib.train import PRESETS, TrainConfig
 
-    p = sub.add_parser("train", help="train a GPT-2 on prepared token shards",
-                       description="Train GPT-2 (GPT-2 §2.3). Settings: --preset < --config < flags < --set.")
+    p = sub.add_parser("train", help="train a GPT-2 on prepared token shards", allow_abbrev=False,
+                       description="Train GPT-2 (GPT-2 §2.3). Settings: --preset < --config < flags < --set. "
+                                   "An out dir that holds a run needs --resume or --overwrite (moves it aside). "
+                                   "Ctrl-C / SIGTERM: finish the step, save, print the resume command.")
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named TrainConfig preset")
     p.add_argument("--config", help="a JSON or TOML file of TrainConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field (repeatable)")
@@ -168,11 +179,7 @@ def _load_tokenizer(spec: str):
 
     if not Path(spec).is_file():
         raise UsageError(f"--tokenizer: {spec!r} is neither 'gpt2' nor a saved BytePairTokenizer file")
-    from gpt2lib.tokenizer import check_split_pattern
-
-    tok = BytePairTokenizer.load(spec)
-    check_split_pattern(tok.pattern, spec)
-    return tok
+    return BytePairTokenizer.load(spec)
 
 
 def _add_inputs(p) -> None:
@@ -187,7 +194,7 @@ def _cmd_prepare(args) -> int:
 
     docs = _read_documents(args)
     meta = prepare(docs, args.out, _load_tokenizer(args.tokenizer), val_fraction=args.val_fraction,
-                   shard_size=args.shard_size, num_workers=args.workers, seed=args.seed, overwrite=args.overwrite)
+                   shard_size=args.shard_size, num_workers=args.workers, seed=args.seed)
     for split, s in meta["splits"].items():
         print(f"{split}: {s['documents']} documents, {s['tokens']:,} tokens, {len(s['shards'])} shard(s)")
     return 0
@@ -203,11 +210,42 @@ def _cmd_train_tokenizer(args) -> int:
     return 0
 
 
+def _resume_command(argv: list[str], cfg) -> str:
+    """The command that continues an interrupted ``train`` run: the same one with ``--resume`` (and without
+    ``--overwrite``, which would move the run aside)."""
+    drop = {"--resume", "--no-resume", "--overwrite", "--no-overwrite"}
+    args, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in drop or a.split("=", 1)[0] in drop:
+            i += 1
+            continue
+        if a == "--set" and i + 1 < len(argv) or a.startswith("--set="):
+            item = argv[i + 1] if a == "--set" else a[len("--set="):]
+            if item.split("=", 1)[0].strip().replace("-", "_") in ("resume", "overwrite"):
+                i += 2 if a == "--set" else 1
+                continue
+        args.append(a)
+        i += 1
+    args += ["--resume"] + (["--no-overwrite"] if cfg.overwrite else [])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        nproc = os.environ.get("LOCAL_WORLD_SIZE", str(world))
+        return shlex.join(["torchrun", f"--nproc_per_node={nproc}", "-m", "gpt2lib", *args])
+    return shlex.join(["python", "-m", "gpt2lib", *args])
+
+
 def _cmd_train(args) -> int:
-    from gpt2lib.train import train
+    from gpt2lib.train import TrainingInterrupted, train
 
     cfg = train_config_from_args(args)
-    res = train(cfg)
+    try:
+        res = train(cfg)
+    except TrainingInterrupted as e:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"gpt2lib train: {signal_name(e.signum)}: stopped after step {e.step}, saved in {e.out_dir}; "
+                  f"resume with: {_resume_command(args.argv, cfg)}", file=sys.stderr, flush=True)
+        return e.exit_code
     vl = res["val_loss"]
     print(f"done: step {res['step']}, train loss {res['losses'][-1] if res['losses'] else float('nan'):.4f}, "
           f"val loss {vl if vl is None else round(vl, 4)}, tokens/s {res['tokens_per_s'] or 0:,.0f}")
@@ -254,8 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=100_000_000, help="tokens per shard")
     p.add_argument("--workers", type=int, default=1, help="tokenizer processes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty folder that holds no dataset (its files are left untouched)")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE (GPT-2 §2.2)")
@@ -289,18 +325,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from safetensors import SafetensorError
+
+    from gpt2lib.errors import ConfigError, GPT2LibError
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
         parser.exit(2, f"gpt2lib {args.command}: error: {e}\n")
-    except (OSError, ValueError, KeyError, RuntimeError) as e:  # bad data, files, models: say it, no traceback
+    except ConfigError as e:  # a setting checked after parsing, e.g. by TrainConfig.validate
+        parser.exit(2, f"gpt2lib {args.command}: error: {_config_error(e)}\n")
+    except KeyboardInterrupt as e:  # Ctrl-C outside training, or a second one during it
         if os.environ.get("GPT2LIB_DEBUG"):
             raise
+        signum = getattr(e, "signum", 2)
+        parser.exit(128 + signum, f"gpt2lib {args.command}: aborted by {signal_name(signum)}; files already "
+                                  f"saved are intact\n")
+    except (GPT2LibError, SafetensorError, FloatingPointError, OSError, ValueError, KeyError, RuntimeError) as e:
+        if os.environ.get("GPT2LIB_DEBUG"):  # bad data, files, models: say it in one line, no traceback
+            raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        parser.exit(1, f"gpt2lib {args.command}: error: {message}\n(set GPT2LIB_DEBUG=1 to see the traceback)\n")
+        message = " ".join(str(message).split())  # one line, even for messages that list several problems
+        parser.exit(1, f"gpt2lib {args.command}: error: {message} (GPT2LIB_DEBUG=1 shows the traceback)\n")
 
 
 if __name__ == "__main__":
