@@ -425,3 +425,93 @@ def compare_domains(sample: Counter, published: Sequence[tuple[str, int]], top: 
     covered = sum(c for d, c in sample.items() if d in rank)
     shared = [(d, c, rank[d]) for d, c in sample.most_common() if d in rank][:top]
     return DomainComparison(n, len(sample), covered / n if n else 0.0, shared)
+
+
+# ------------------------------------------------------------------------------ the whole pipeline, from files
+
+LINK_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
+HTML_SUFFIXES = (".html", ".htm")
+REPORT_FILE = "webtext-report.json"
+
+
+def find_inputs(path: str | Path) -> tuple[list[Path], list[Path]]:
+    """(link files, HTML files) under ``path`` (a folder, searched recursively, or one file), sorted."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input {path} does not exist")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    links = [p for p in files if p.name.lower().endswith(LINK_SUFFIXES)]
+    pages = [p for p in files if p.name.lower().endswith(HTML_SUFFIXES)]
+    if not links and not pages:
+        raise ValueError(f"{path} holds no link files ({', '.join(LINK_SUFFIXES)}) and no HTML pages "
+                         f"({', '.join(HTML_SUFFIXES)})")
+    return links, pages
+
+
+def read_pages(paths: Sequence[str]) -> Iterator[Page]:
+    """One :class:`Page` per HTML file (a fetched page; its URL is the file's path)."""
+    for p in paths:
+        yield Page(str(p), Path(p).read_bytes())
+
+
+def _claim_out(out: Path) -> None:
+    """The output folder must be new or empty: nothing of the user's is overwritten or mixed in."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "a previous webtext run" if (out / REPORT_FILE).exists() else "files this command did not write"
+        raise ValueError(f"--out {out} is not empty (it holds {what}); choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def build_webtext(inputs: str | Path, out_dir: str | Path, *, engine=None, partitions: int | None = None,
+                  karma: int = 3, threshold: float = 0.5, tokenizer=None, val_fraction: float = 0.1,
+                  log: Callable[[str], None] = print) -> dict:
+    """§2.1 end to end from files: link files -> :func:`link_stages` -> ``links.ndjson``; HTML pages ->
+    :func:`html_to_text` -> :func:`clean_stages` -> :func:`dedup_stages` -> token shards in
+    ``shards/`` (:func:`gpt2lib.engine.prepare_on_engine`); every stage's report in ``webtext-report.json``.
+
+    Runs on ``engine`` (default: this process; see :mod:`gpt2lib.engine`), one partition per link file
+    and ``partitions`` groups of pages (default: 2 per worker). Fetching the links is not done (this is an
+    offline book): the HTML files stand for the fetched pages. Output equals a serial run's exactly."""
+    from gpt2lib.engine import SerialEngine, run_engine, prepare_on_engine, split_evenly
+    from gpt2lib._io import atomic_write_bytes
+
+    links, pages = find_inputs(inputs)
+    out = Path(out_dir)
+    _claim_out(out)
+    engine = engine or SerialEngine()
+    n_parts = partitions or max(1, 2 * engine.workers)
+    result: dict = {"engine": engine.name, "workers": engine.workers, "links": {}, "documents": {}}
+
+    def reports_json(run) -> list[dict]:
+        return [{"stage": r.name, "seen": r.seen, "kept": r.kept, "dropped": dict(r.dropped),
+                 "notes": dict(r.notes)} for r in run.reports]
+
+    if links:
+        log(f"links: {len(links)} file(s) on engine {engine.name} ({engine.workers} worker(s))")
+        run = run_engine(link_stages(karma), sources=[str(p) for p in links], reader=read_lines, engine=engine,
+                         progress=log)
+        for r in run.reports:
+            log(f"  {r}")
+        body = "".join(json.dumps({"u": x.url, "r": x.subreddit, "k": x.karma}) + "\n" for x in run.items)
+        atomic_write_bytes(out / "links.ndjson", body.encode("utf-8"))
+        result["links"] = {"files": len(links), "kept": len(run.items), "stages": reports_json(run)}
+    if pages:
+        log(f"pages: {len(pages)} HTML file(s) in {min(n_parts, len(pages))} partition(s)")
+        stages = [Stage("html -> text", html_to_text)] + clean_stages() + dedup_stages(threshold)
+        sources = [p for p in split_evenly([str(p) for p in pages], min(n_parts, len(pages)))]
+        run = run_engine(stages, sources=sources, reader=read_pages, engine=engine, progress=log)
+        for r in run.reports:
+            log(f"  {r}")
+        result["documents"] = {"pages": len(pages), "kept": len(run.items), "stages": reports_json(run)}
+        if run.items:
+            if tokenizer is None:
+                from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+                tokenizer = get_gpt2_tokenizer()
+            meta = prepare_on_engine(engine, [d.text for d in run.items], out / "shards", tokenizer,
+                                     val_fraction=val_fraction if len(run.items) > 1 else 0.0)
+            result["shards"] = {s: {k: v[k] for k in ("documents", "tokens")} for s, v in meta["splits"].items()}
+            log("shards: " + ", ".join(f"{s} {v['documents']} documents, {v['tokens']:,} tokens"
+                                       for s, v in result["shards"].items()))
+    atomic_write_bytes(out / REPORT_FILE, json.dumps(result, indent=1).encode("utf-8"))
+    return result

@@ -213,3 +213,62 @@ def test_serial_engine_is_the_default():
     assert run_engine([Stage("not 5k", drop_multiples_of_5)], range(12), partitions=3).items == [
         1, 2, 3, 4, 6, 7, 8, 9, 11]
     assert SerialEngine().workers == 1
+
+
+# --------------------------------------------------------------------- python -m gpt2lib webtext
+
+
+@pytest.fixture(scope="module")
+def crawl(tmp_path_factory, corpus) -> Path:
+    """A folder as a crawl leaves it: a link file and HTML pages (3 of them exact copies)."""
+    root = tmp_path_factory.mktemp("crawl")
+    (root / "pages").mkdir()
+    for i, d in enumerate(corpus[:30] + corpus[:3]):
+        body = "".join(f"<p>{para}</p>\n" for para in d.text.split("\n") if para.strip())
+        (root / "pages" / f"p{i:03d}.html").write_text(
+            f"<html><body><nav>Home | Login</nav><article>{body}</article></body></html>", encoding="utf-8")
+    (root / "links.ndjson").write_text("".join(
+        json.dumps({"u": f"http://www.ex{i % 7}.com/{i % 5}", "r": "x", "k": i % 6}) + "\n" for i in range(50))
+        + "broken\n")
+    return root
+
+
+def test_cli_webtext_serial_and_process_pool_write_the_same_files(crawl, tmp_path, capsys):
+    from gpt2lib.cli import main
+
+    assert main(["webtext", str(crawl), "--out", str(tmp_path / "a")]) == 0
+    assert main(["webtext", str(crawl), "--out", str(tmp_path / "b"), "--engine", "process", "--workers", "2",
+                 "--partitions", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "(dropped exact duplicate: 3)" in err and "parse: kept 50/51 (dropped malformed: not json: 1)" in err
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert Path("links.ndjson") in files and any(p.suffix == ".bin" for p in files)
+    for f in files:
+        a, b = (tmp_path / "a" / f).read_bytes(), (tmp_path / "b" / f).read_bytes()
+        if f.name == "webtext-report.json":  # the engine's name and workers differ, nothing else
+            a, b = (json.loads(x) for x in (a, b))
+            assert {k: v for k, v in a.items() if k not in ("engine", "workers")} == \
+                   {k: v for k, v in b.items() if k not in ("engine", "workers")}
+        else:
+            assert a == b, f
+    links = [json.loads(x) for x in (tmp_path / "a" / "links.ndjson").read_text().splitlines()]
+    assert len(links) == len({x["u"].split("://")[1] for x in links}) and all(x["k"] >= 3 for x in links)
+
+
+def test_cli_webtext_refuses_a_foreign_folder_and_bad_options(crawl, tmp_path, capsys):
+    from gpt2lib.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    with pytest.raises(SystemExit) as e:
+        main(["webtext", str(crawl), "--out", str(mine)])
+    assert e.value.code == 1 and "not empty" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "the user's"
+    with pytest.raises(SystemExit) as e:
+        main(["webtext", str(crawl), "--out", str(tmp_path / "x"), "--address", "tcp://h:8786"])
+    assert e.value.code == 2 and "--address needs --engine dask" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["webtext", str(tmp_path / "missing"), "--out", str(tmp_path / "y")])
+    assert e.value.code == 1 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
