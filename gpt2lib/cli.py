@@ -235,6 +235,22 @@ def _resume_command(argv: list[str], cfg) -> str:
     return shlex.join(["python", "-m", "gpt2lib", *args])
 
 
+def _cmd_webtext(args) -> int:
+    from gpt2lib.engine import get_engine
+    from gpt2lib.webtext import build_webtext
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.address and args.engine != "dask":
+        raise UsageError(f"--address needs --engine dask (got --engine {args.engine})")
+    with get_engine(args.engine, workers=args.workers, address=args.address) as engine:
+        build_webtext(args.input, args.out, engine=engine, partitions=args.partitions, karma=args.karma,
+                      threshold=args.threshold, val_fraction=args.val_fraction,
+                      log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"done: {args.out}/webtext-report.json")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from gpt2lib.train import TrainingInterrupted, train
 
@@ -300,6 +316,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file (JSON)")
     p.add_argument("--name", default="bpe")
     p.set_defaults(func=_cmd_train_tokenizer)
+
+    p = sub.add_parser("webtext", help="§2.1 pipeline: link files and HTML pages -> cleaned, de-duplicated "
+                                       "token shards, serially or on an engine")
+    p.add_argument("input", help="a folder (searched recursively) of link files (.ndjson[.gz], .jsonl) and "
+                                 "HTML pages (.html, .htm), or one such file")
+    p.add_argument("--out", required=True, help="a new or empty output folder")
+    p.add_argument("--engine", choices=["serial", "process", "dask"], default="serial")
+    p.add_argument("--workers", type=int, default=2, help="worker processes of a local process pool or Dask cluster")
+    p.add_argument("--address", default=None, help="a running Dask scheduler (tcp://host:8786); default "
+                                                   "$GPT2LIB_ENGINE_ADDRESS, else a local cluster")
+    p.add_argument("--partitions", type=int, default=None, help="partitions of the pages (default 2 per worker)")
+    p.add_argument("--karma", type=int, default=3)
+    p.add_argument("--threshold", type=float, default=0.5, help="near-duplicate Jaccard threshold")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.set_defaults(func=_cmd_webtext)
 
     _add_train(sub)
 
