@@ -158,8 +158,9 @@ def test_interrupted_download_leaves_no_partial_file(tmp_path, data_mirror, monk
     """A connection that drops mid-stream propagates its error and leaves no partial or temporary file."""
     good = (data_mirror / "wsc/WSCollection.xml").read_bytes()
     cache, _ = _offline(monkeypatch, tmp_path, lambda: _FakeResponse(good, fail_after=len(good) // 2))
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(datasets.DownloadError, match="wsc.*connection dropped") as e:
         download("wsc", cache_dir=cache, progress=False)
+    assert isinstance(e.value.__cause__, ConnectionResetError)
     assert not any(p.is_file() for p in cache.rglob("*"))
 
 
