@@ -18,12 +18,35 @@ How encoding works (the rule tiktoken uses, so results match it exactly):
    pair whose concatenation is the token with the lowest id (leftmost on ties), until no adjacent
    pair forms a token. Ids are ranks: a token learned earlier has a smaller id.
 
-Training (:meth:`BytePairTokenizer.train`) counts adjacent pairs over the *unique* pre-tokens
-(each weighted by how often it occurs) and repeatedly merges the most frequent pair. Ties go to
-the pair with the smallest ``(left_id, right_id)``, so training is deterministic. After each merge
-only the pre-tokens that contain the merged pair are updated (an index from pair to pre-tokens
-finds them); :meth:`BytePairTokenizer.train_naive` recounts everything after every merge and
-exists to check and time the incremental version.
+Long pre-tokens (DNA, minified code, ``'a' * 1_000_000``) are merged with a heap of (rank,
+position) over a linked list of parts, in O(n log n) (:meth:`BytePairTokenizer._bpe_heap`); short
+ones with a plain rescan, which is faster for them. Both give tiktoken's ids (tested).
+
+Training (:meth:`BytePairTokenizer.train`) counts the pre-tokens once, then repeatedly merges the
+most frequent adjacent pair (pairs counted inside pre-tokens, each weighted by how often it
+occurs). Special tokens (``<|endoftext|>`` by default) are cut out of the text before counting,
+so no merge crosses or enters them. Ties between equal counts follow ``tie_break``:
+``"smallest-ids"`` (the default, unchanged since the start: smallest ``(left_id, right_id)``) or
+``"lexicographic"`` (the lexicographically greatest pair of byte strings, as in Stanford
+CS336's assignment 1). After each merge only the occurrences of the merged pair are visited
+(:func:`learn_merges`); :meth:`BytePairTokenizer.train_naive` recounts everything after every
+merge and exists to check and time the incremental version.
+
+Training as a map-reduce, for an engine (Ray, Dask, a process pool) or for corpora that do not
+fit in memory; the result does not depend on how the documents are partitioned:
+
+* map: ``count_pretokens(texts, pattern=GPT2_SPLIT_PATTERN, special_tokens=("<|endoftext|>",))``
+  gives a ``Counter[bytes]`` of pre-tokens (UTF-8) for an iterable of documents;
+* reduce: ``merge_counts(iterable_of_counters)`` adds them up (``Counter`` addition works too);
+* train: ``train_from_counts(counts, vocab_size, special_tokens=..., tie_break=...,
+  pattern=..., name=...)`` returns a trained :class:`BytePairTokenizer` equal to ``train`` on the
+  documents joined with ``<|endoftext|>``; ``learn_merges(counts, n_merges, tie_break)`` gives only the merge list.
+
+``train(..., workers=n)`` runs the map step in ``n`` local processes.
+
+Streaming: :meth:`BytePairTokenizer.encode_iterable` encodes an iterable of strings (a file's
+lines) lazily, with the ids of the joined text; :func:`stream_pieces` does the re-cutting it needs
+and works for any encoder with GPT-2's split pattern (tiktoken's too).
 """
 from __future__ import annotations
 
@@ -142,8 +165,11 @@ class BytePairTokenizer:
         # as two tokens. This is tiktoken's rule: any adjacent pair that spells a token can merge.
         pair_rank: dict[tuple[int, int], int] = {}
         token_id = self._token_id
+        lengths = sorted(set(map(len, self.vocab)))  # a prefix can only be a token of one of these
         for i, t in enumerate(self.vocab):
-            for k in range(1, len(t)):
+            for k in lengths:
+                if k >= len(t):
+                    break
                 a = token_id.get(t[:k])
                 if a is not None:
                     b = token_id.get(t[k:])
