@@ -43,7 +43,8 @@ from gpt2lib.pipeline import (GroupStage, Stage, StageReport, apply_stages, cand
                               stable_bucket)
 
 __all__ = ["SerialEngine", "ProcessEngine", "DaskEngine", "get_engine", "run_engine", "EngineRun",
-           "split_evenly", "prepare_on_engine", "count_pretokens_on_engine", "ENGINES", "ADDRESS_ENV"]
+           "split_evenly", "prepare_on_engine", "count_pretokens_on_engine", "train_bpe_on_engine", "ENGINES",
+           "ADDRESS_ENV"]
 
 ENGINES = ("serial", "process", "dask")
 ADDRESS_ENV = "GPT2LIB_ENGINE_ADDRESS"
@@ -375,3 +376,18 @@ def count_pretokens_on_engine(engine, texts: Sequence[str], count_fn: Callable[[
     for c in engine.gather(engine.map(partial(_count_part, count_fn), engine.scatter(parts))):
         total.update(c)
     return total
+
+
+def train_bpe_on_engine(engine, texts: Sequence[str], vocab_size: int, *, partitions: int | None = None,
+                        **train_kwargs):
+    """GPT-2 §2.2 BPE training with the pre-token counting (the map-reduce part) on ``engine``: each
+    partition runs :func:`gpt2lib.bpe.count_pretokens`, the driver sums the counts and learns the merges
+    (:func:`gpt2lib.bpe.train_from_counts`). ``train_kwargs``: ``special_tokens``, ``tie_break``,
+    ``pattern``, ``name``. Equals ``BytePairTokenizer(pattern=p).train("<|endoftext|>".join(texts), v)``."""
+    from gpt2lib.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, count_pretokens, train_from_counts
+
+    pattern = train_kwargs.get("pattern", GPT2_SPLIT_PATTERN)
+    specials = tuple(train_kwargs.get("special_tokens", (ENDOFTEXT,)))
+    counts = count_pretokens_on_engine(engine, texts, partial(count_pretokens, pattern=pattern,
+                                                              special_tokens=specials), partitions=partitions)
+    return train_from_counts(counts, vocab_size, **train_kwargs)

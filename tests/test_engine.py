@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpt2lib.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, BytePairTokenizer, count_pretokens
 from gpt2lib.dedup import plant_near_duplicates
 from gpt2lib.engine import (ProcessEngine, SerialEngine, count_pretokens_on_engine, get_engine, prepare_on_engine,
-                            run_engine, split_evenly)
+                            run_engine, split_evenly, train_bpe_on_engine)
 from gpt2lib.pipeline import Drop, GroupStage, Stage, run_pipeline
 from gpt2lib.webtext import (Document, clean_stages, dedup_stages, link_stages, read_lines, read_webtext_sample,
                              write_shards)
@@ -163,23 +166,21 @@ def test_dask_shards_and_pretoken_counts_equal_the_serial_ones(dask_engine, seri
     for split in ref["splits"].values():
         for shard in split["shards"]:
             assert (tmp_path / "dask" / shard["file"]).read_bytes() == (tmp_path / "serial" / shard["file"]).read_bytes()
-    import regex
-    from collections import Counter
-
     texts = [d.text for d in docs]
-    counted = count_pretokens_on_engine(dask_engine, texts, partial(_count, tok_pattern()), partitions=3)
-    assert counted == Counter(p for t in texts for p in regex.findall(tok_pattern(), t))
+    counted = count_pretokens_on_engine(dask_engine, texts, partial(count_pretokens, special_tokens=()), partitions=3)
+    assert counted == Counter(p.encode() for t in texts for p in regex.findall(GPT2_SPLIT_PATTERN, t))
 
 
-def tok_pattern() -> str:
-    return r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-
-
-def _count(pattern: str, texts: list[str]):
-    import regex
-    from collections import Counter
-
-    return Counter(p for t in texts for p in regex.findall(pattern, t))
+@pytest.mark.slow
+def test_dask_bpe_training_equals_the_serial_trainer(dask_engine, serial):
+    """Pre-token counting on the engine, merges in the driver: the same vocabulary and ids as the serial
+    trainer on the documents joined by <|endoftext|> (which is cut out before counting), for both tie rules."""
+    texts = [d.text for d in serial[0][:40]]
+    for tie_break in ("smallest-ids", "lexicographic"):
+        ref = BytePairTokenizer().train(ENDOFTEXT.join(texts), 400, tie_break=tie_break)
+        got = train_bpe_on_engine(dask_engine, texts, 400, partitions=4, tie_break=tie_break)
+        assert got.vocab == ref.vocab and got.special_tokens == ref.special_tokens
+        assert got.encode(texts[0]) == ref.encode(texts[0])
 
 
 @pytest.mark.slow
