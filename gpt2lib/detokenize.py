@@ -15,9 +15,11 @@ OpenAI did not release their de-tokenizers. The rules below are ours, written fr
 They are "invertible-ish": every rule undoes one mechanical step of the original tokenizer, so
 the original token sequence (and therefore the number of words the benchmark's perplexity is
 normalized by) is unchanged; we do not promise byte-exact inversion of every odd line.
-Perplexity is always normalized by the word count of the *original* file (see
-``gpt2lib.evaluate.count_words``), never by the de-tokenized text, so de-tokenizing changes the
-model's log-probability but not the denominator.
+Every normalization uses the units of the *original* file: perplexity its word count (see
+``gpt2lib.evaluate.count_words``), bits per byte / character its UTF-8 bytes / characters (as
+lm-evaluation-harness does), never the de-tokenized text's, so de-tokenizing changes the model's
+log-probability but not the denominator (``bpb_read`` in :class:`gpt2lib.evaluate.LMResult` is
+the one exception, labelled as per byte of what the model read).
 
 ``<unk>`` cannot be undone (the word is lost). It is kept as the literal string ``<unk>`` by
 default; the paper notes it is "extremely rare in WebText - occurring only 26 times in 40 billion
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["wikitext_detokenize", "ptb_detokenize", "DETOKENIZERS"]
+__all__ = ["wikitext_detokenize", "ptb_detokenize", "lm1b_detokenize", "harness_wikitext_detokenize", "DETOKENIZERS"]
 
 # English clitics that the Moses/PTB-style tokenizers split off the previous word.
 _CLITICS = ("n't", "'s", "'re", "'ve", "'ll", "'d", "'m", "'S", "N'T", "'RE", "'VE", "'LL", "'D", "'M")
@@ -100,4 +102,41 @@ def ptb_detokenize(text: str, unk: str = "<unk>") -> str:
     return "\n".join(lines)
 
 
-DETOKENIZERS = {"wikitext": wikitext_detokenize, "ptb": ptb_detokenize}
+def lm1b_detokenize(text: str) -> str:
+    """Undo the One Billion Word benchmark's tokenization line by line (GPT-2 §3.1; rules are ours).
+
+    1BW (``news.en.heldout-*``) is one sentence per line with punctuation and clitics split off
+    (``It 's`` / ``U.S. , the`` / ``" Yes , " he said``). The sentence rules of
+    :func:`wikitext_detokenize` apply: ``It 's a test , he said .`` -> ``It's a test, he said.``.
+    The sentences are shuffled, which no de-tokenizer can undo.
+    """
+    return "\n".join(_detokenize_sentence(line.strip(" ")) for line in text.split("\n"))
+
+
+# lm-evaluation-harness's `wikitext` de-tokenizer (lm_eval/tasks/wikitext/preprocess_wikitext.py), as
+# its published list of rules, applied in order to a whole page: (regex?, pattern, replacement).
+_HARNESS_RULES: list[tuple[bool, str, str]] = [
+    (False, "s '", "s'"), (True, r"/' [0-9]/", r"/'[0-9]/"),
+    (False, " @-@ ", "-"), (False, " @,@ ", ","), (False, " @.@ ", "."),
+    (False, " : ", ": "), (False, " ; ", "; "), (False, " . ", ". "), (False, " ! ", "! "), (False, " ? ", "? "),
+    (False, " , ", ", "),
+    (True, r"\(\s*([^\)]*?)\s*\)", r"(\1)"), (True, r"\[\s*([^\]]*?)\s*\]", r"[\1]"),
+    (True, r"{\s*([^}]*?)\s*}", r"{\1}"), (True, r"\"\s*([^\"]*?)\s*\"", r'"\1"'),
+    (True, r"'\s*([^']*?)\s*'", r"'\1'"),
+    (False, "= = = =", "===="), (False, "= = =", "==="), (False, "= =", "=="),
+    (False, " \u00b0 ", "\u00b0"), (False, " \n", "\n"), (False, "\n ", "\n"), (False, " N ", " 1 "),
+    (False, " 's", "'s"),
+]
+
+
+def harness_wikitext_detokenize(page: str) -> str:
+    """lm-evaluation-harness's WikiText de-tokenizer (its ``wikitext`` task), for ``convention="lm-eval"``.
+
+    Not invertible and different from :func:`wikitext_detokenize` (e.g. it joins quotes greedily
+    across a page and turns `` N `` into `` 1 ``); used only to reproduce the harness's numbers."""
+    for is_regex, pattern, repl in _HARNESS_RULES:
+        page = re.sub(pattern, repl, page) if is_regex else page.replace(pattern, repl)
+    return page
+
+
+DETOKENIZERS = {"wikitext": wikitext_detokenize, "ptb": ptb_detokenize, "1bw": lm1b_detokenize}

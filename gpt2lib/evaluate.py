@@ -12,15 +12,26 @@ metrics per task) live in :mod:`gpt2lib.tasks`; this module holds what they shar
 * :func:`generate_text`: greedy or top-k decoding with a stop rule (CoQA, translation, QA,
   summarization).
 * :func:`results_table`: our numbers beside the paper's Table 3.
-* :func:`add_cli`: the ``python -m gpt2lib eval`` subcommand.
 
 Conventions. A text is scored as if it starts a new document: ``<|endoftext|>`` is prepended, so
 the first real token is scored too (the paper reports "the log-probability of a dataset").
-Log-probabilities are natural logs, computed in float32 with ``log_softmax`` over the tokenizer's
-vocabulary (a model with a padded, larger vocabulary has the extra logits dropped).
+Log-probabilities are natural logs, computed in float32 (``logits - logsumexp(logits)``) over the
+tokenizer's vocabulary (a model with a padded, larger vocabulary has the extra logits dropped).
+
+Memory and precision. The model's forward runs in fp32 on CPU (numbers unchanged) and under
+autocast on a GPU: bf16 where the GPU has it (compute capability >= 8), fp16 otherwise (T4, V100);
+``precision=`` overrides. Logits are never materialized for a whole batch: the final hidden states
+are projected to the vocabulary only at the positions that are scored, at most
+:data:`LOGITS_CHUNK_BYTES` of fp32 logits at a time, so a batch of 16 x 1024 tokens never holds
+16 x 1024 x 50257 fp32 logits (3.3 GB; 26 GB with the old log-softmax copy).
+:func:`gpt2lib.hardware.estimate_eval_memory` is the matching arithmetic (gpt2-xl fits 16 GB).
+
+Dependencies run one way: :mod:`gpt2lib.tasks` imports this module, never the reverse (the
+``eval`` command line lives in :mod:`gpt2lib.tasks`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,11 +43,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from gpt2lib.hardware import LOGITS_CHUNK_BYTES, autocast_dtype, choose_precision
+
 __all__ = [
-    "ContinuationScore", "score_continuations", "token_nlls", "LMResult", "evaluate_lm", "count_words",
+    "ContinuationScore", "score_continuations", "next_token_argmax", "token_nlls", "LMResult", "evaluate_lm", "count_words",
     "generate_text", "check_vocab", "read_jsonl", "TaskResult", "PAPER_TABLE3", "PAPER_TEXT_RESULTS",
-    "results_table", "load_model", "add_cli",
+    "results_table", "load_model", "LOGITS_CHUNK_BYTES", "eval_precision", "METRIC_UNITS",
 ]
+
+# fp32 logits held at once while scoring (defined in gpt2lib.hardware beside the memory estimate).
 
 # --------------------------------------------------------------------------------------------------
 # The paper's numbers.
@@ -89,12 +104,49 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _log_probs(model: torch.nn.Module, idx: torch.Tensor, n_vocab: int | None) -> torch.Tensor:
+def eval_precision(device: torch.device | str, requested: str = "auto") -> str:
+    """Evaluation precision: ``"auto"`` is fp32 on CPU, bf16 on GPUs that have it, fp16 on older GPUs."""
+    device = torch.device(device)
+    if requested == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
+    return choose_precision(device, requested)
+
+
+def _autocast(model: torch.nn.Module, precision: str):
+    device = _device(model)
+    dtype = autocast_dtype(eval_precision(device, precision))
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _hidden(model: torch.nn.Module, idx: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """``(final hidden states [B, T, d], head)`` for gpt2lib's GPT2; for another model ``(logits, None)``."""
+    if hasattr(model, "hidden_states") and isinstance(getattr(model, "lm_head", None), torch.nn.Module):
+        return model.hidden_states(idx), model.lm_head
     out = model(idx)
-    logits = out[0] if isinstance(out, tuple) else getattr(out, "logits", out)
-    if n_vocab is not None:
-        logits = logits[..., :n_vocab]
-    return F.log_softmax(logits.float(), dim=-1)
+    return (out[0] if isinstance(out, tuple) else getattr(out, "logits", out)), None
+
+
+def _score_rows(x: torch.Tensor, head: Any, targets: torch.Tensor, n_vocab: int | None, *,
+                argmax: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(target) (fp32) and optionally the argmax, for rows ``x`` ([N, d] hidden states, or [N, V]
+    logits when ``head`` is None), with at most LOGITS_CHUNK_BYTES of fp32 logits alive at once."""
+    V = n_vocab or (head.out_features if head is not None else x.size(-1))
+    rows = max(1, LOGITS_CHUNK_BYTES // (4 * V))
+    lp = torch.empty(x.size(0), dtype=torch.float32, device=x.device)
+    am = torch.empty(x.size(0), dtype=torch.long, device=x.device) if argmax else None
+    for s in range(0, x.size(0), rows):
+        z = x[s : s + rows]
+        logits = (head(z) if head is not None else z)[..., :V].float()
+        lp[s : s + rows] = logits.gather(1, targets[s : s + rows, None]).squeeze(1) - torch.logsumexp(logits, -1)
+        if am is not None:
+            am[s : s + rows] = logits.argmax(-1)
+    return lp, am
+
+
+def _row_logits(x: torch.Tensor, head: Any, n_vocab: int | None) -> torch.Tensor:
+    """fp32 logits of a few rows (one per sequence: the first continuation position)."""
+    V = n_vocab or (head.out_features if head is not None else x.size(-1))
+    return (head(x) if head is not None else x)[..., :V].float()
 
 
 def _block_size(model: torch.nn.Module) -> int:
@@ -115,6 +167,7 @@ class ContinuationScore:
     token_logprobs: list[float] = field(default_factory=list)
     argmax: list[int] = field(default_factory=list)  # the model's argmax at each continuation position
     filtered_first: int | None = None  # argmax at the first position with `first_token_mask` applied
+    first_top: list[int] = field(default_factory=list)  # the `first_topk` most likely ids at the first position
 
 
 @torch.no_grad()
@@ -129,6 +182,8 @@ def score_continuations(
     bos: int = 50256,
     progress: bool = False,
     desc: str = "scoring",
+    first_topk: int = 0,
+    precision: str = "auto",
 ) -> list[ContinuationScore]:
     """``log p(continuation | context)`` and greedy-match flags for each pair (GPT-2 §3).
 
@@ -140,8 +195,10 @@ def score_continuations(
     alone does not fit raises ``ValueError``.
 
     ``first_token_mask`` (bool, ``[vocab]``): ids excluded when taking the argmax at the first
-    continuation position; the result is ``filtered_first`` (used by LAMBADA's stop-word filter).
-    ``n_vocab`` restricts the softmax to the tokenizer's ids (``None``: all logits).
+    continuation position; the result is ``filtered_first``. ``first_topk``: also return the ids
+    ranked 1..k at the first position, most likely first (``first_top``; LAMBADA's word-level
+    stop-word filter walks them). ``n_vocab`` restricts the softmax to the tokenizer's ids (``None``:
+    all logits). ``precision``: see the module docstring (``"auto"``: fp32 on CPU, bf16/fp16 on GPU).
     """
     if len(contexts) != len(continuations):
         raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
@@ -172,31 +229,82 @@ def score_continuations(
             for row, i in enumerate(chunk):
                 full = seqs[i][0]
                 idx[row, : len(full) - 1] = torch.tensor(full[:-1])
-            logp = _log_probs(model, idx.to(device), n_vocab)
+            with _autocast(model, precision):
+                h, head = _hidden(model, idx.to(device))
+                rb, rt, tg, firsts = [], [], [], []
+                for row, i in enumerate(chunk):
+                    full, n = seqs[i]
+                    L = len(full) - 1
+                    rb += [row] * n
+                    rt += range(L - n, L)  # positions whose next token is a continuation token
+                    tg += full[-n:]
+                    firsts.append(L - n)
+                tgt = torch.tensor(tg, device=h.device)
+                lp, am = _score_rows(h[torch.tensor(rb, device=h.device), torch.tensor(rt, device=h.device)],
+                                     head, tgt, n_vocab, argmax=True)
+                first_logits = None
+                if first_token_mask is not None or first_topk:
+                    first_logits = _row_logits(h[torch.arange(len(chunk), device=h.device),
+                                                 torch.tensor(firsts, device=h.device)], head, n_vocab)
+            filt = top = None
+            if first_logits is not None and first_token_mask is not None:
+                m = first_token_mask.to(first_logits.device)[: first_logits.size(-1)]
+                filt = first_logits.masked_fill(m, float("-inf")).argmax(-1).tolist()
+            if first_logits is not None and first_topk:
+                top = first_logits.topk(min(first_topk, first_logits.size(-1)), dim=-1).indices.tolist()
+            lp, am, tgt = lp.double().cpu(), am.cpu(), tgt.cpu()
+            off = 0
             for row, i in enumerate(chunk):
-                full, n = seqs[i]
-                L = len(full) - 1
-                lp = logp[row, L - n : L]  # positions whose next token is a continuation token
-                target = torch.tensor(full[-n:], device=lp.device)
-                tok_lp = lp.gather(1, target[:, None]).squeeze(1)
-                argmax = lp.argmax(dim=-1)
-                filtered = None
-                if first_token_mask is not None:
-                    first = lp[0].masked_fill(first_token_mask.to(lp.device)[: lp.size(-1)], float("-inf"))
-                    filtered = int(first.argmax())
+                n = seqs[i][1]
+                tok_lp, argmax, target = lp[off : off + n], am[off : off + n], tgt[off : off + n]
+                off += n
                 results[i] = ContinuationScore(
-                    logprob=float(tok_lp.double().sum()),
+                    logprob=float(tok_lp.sum()),
                     greedy=bool((argmax == target).all()),
                     n_tokens=n,
                     token_logprobs=tok_lp.tolist(),
                     argmax=argmax.tolist(),
-                    filtered_first=filtered,
+                    filtered_first=None if filt is None else filt[row],
+                    first_top=[] if top is None else top[row],
                 )
             bar.update(len(chunk))
         bar.close()
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def next_token_argmax(model: torch.nn.Module, seqs: Sequence[Sequence[int]], batch_size: int = 8, *,
+                      n_vocab: int | None = None, precision: str = "auto") -> list[int]:
+    """The model's most likely next token after each sequence (the last ``block_size`` tokens are read);
+    only the last position is projected to the vocabulary."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    block = _block_size(model)
+    seqs = [list(q)[-block:] for q in seqs]
+    if any(not q for q in seqs):
+        raise ValueError("next_token_argmax: an empty sequence has no next token")
+    out = [0] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            T = max(len(seqs[i]) for i in chunk)
+            idx = torch.zeros((len(chunk), T), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                idx[row, : len(seqs[i])] = torch.tensor(seqs[i])
+            with _autocast(model, precision):
+                h, head = _hidden(model, idx.to(_device(model)))
+                last = torch.tensor([len(seqs[i]) - 1 for i in chunk], device=h.device)
+                logits = _row_logits(h[torch.arange(len(chunk), device=h.device), last], head, n_vocab)
+            for i, t in zip(chunk, logits.argmax(-1).tolist()):
+                out[i] = t
+    finally:
+        model.train(was_training)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,6 +322,8 @@ def token_nlls(
     n_vocab: int | None = None,
     bos: int | None = 50256,
     progress: bool = False,
+    full_last_window: bool = False,
+    precision: str = "auto",
 ) -> torch.Tensor:
     """Negative log-likelihood (nats, float64) of every token of ``ids``, each scored exactly once.
 
@@ -223,6 +333,12 @@ def token_nlls(
     ``stride = L`` is disjoint chunks (fast, less context); the default ``stride = L // 2`` is a
     common compromise; ``stride = 1`` gives every token its full context (slow).
     With ``bos`` set (default ``<|endoftext|>``), it is prepended so the first token is scored too.
+
+    ``full_last_window=True`` moves the last window's start back so it reads a full ``L`` tokens
+    (when the text is longer than one window): with ``stride = L`` this is exactly
+    lm-evaluation-harness's ``loglikelihood_rolling`` (``get_rolling_token_windows`` with
+    ``context_len=1`` and ``make_disjoint_window``: disjoint windows, the final partial one with
+    full context).
     """
     L = max_length or _block_size(model)
     if L > _block_size(model) or L < 2:
@@ -241,6 +357,9 @@ def token_nlls(
         windows.append((begin, end, scored_up_to))
         scored_up_to = end
         begin += stride  # stride <= L, so the next window's targets start right where these end
+    if full_last_window and len(windows) > 1:
+        _, e, f = windows[-1]
+        windows[-1] = (max(0, e - 1 - L), e, f)
     device = _device(model)
     out = torch.empty(len(seq) - 1, dtype=torch.float64)
     was_training = model.training
@@ -254,11 +373,17 @@ def token_nlls(
             for row, (b, e, _) in enumerate(chunk):
                 idx[row, : e - b - 1] = torch.tensor(seq[b : e - 1])
                 tgt[row, : e - b - 1] = torch.tensor(seq[b + 1 : e])
-            logp = _log_probs(model, idx.to(device), n_vocab)
-            # one gather and one device->host copy per batch (not per window)
-            nll = -logp.gather(2, tgt.to(logp.device)[..., None]).squeeze(-1).double().cpu()
-            for row, (b, e, first) in enumerate(chunk):
-                out[first - 1 : e - 1] = nll[row, first - 1 - b : e - 1 - b]
+            with _autocast(model, precision):
+                h, head = _hidden(model, idx.to(device))
+                # only the positions this window scores (not the context an overlapping window re-reads)
+                rb = torch.cat([torch.full((e - f,), row) for row, (b, e, f) in enumerate(chunk)])
+                rt = torch.cat([torch.arange(f - 1 - b, e - 1 - b) for b, e, f in chunk])
+                lp, _ = _score_rows(h[rb.to(h.device), rt.to(h.device)], head, tgt[rb, rt].to(h.device), n_vocab)
+            nll = -lp.double().cpu()  # one device->host copy per batch (not per window)
+            off = 0
+            for b, e, first in chunk:
+                out[first - 1 : e - 1] = nll[off : off + e - first]
+                off += e - first
     finally:
         model.train(was_training)
     return out
@@ -275,13 +400,22 @@ def count_words(text: str) -> int:
 
 @dataclass
 class LMResult:
-    """Total log-loss of a text and the unit counts it can be normalized by (GPT-2 §3.1)."""
+    """Total log-loss of a text and the unit counts it can be normalized by (GPT-2 §3.1).
+
+    Counts of the *original* file (before de-tokenization) are the default denominators, as the
+    benchmarks define them and as lm-evaluation-harness divides (words and bytes of the original
+    document); ``bits_per_byte_read`` divides by the bytes of what the model read instead.
+    """
 
     nll: float  # total negative log-likelihood, nats
     n_tokens: int  # BPE tokens scored
-    n_words: int  # canonical words of the original (pre-detokenization) text
-    n_bytes: int  # UTF-8 bytes of the text the model read
-    n_chars: int  # characters of the text the model read
+    n_words: int  # words of the original text, one <eos> per line included (count_words)
+    n_bytes: int  # UTF-8 bytes of the original text
+    n_chars: int  # characters of the original text
+    n_lines: int = 0  # lines (<eos>) of the original text
+    n_bytes_read: int = 0  # UTF-8 bytes of the text the model read (after de-tokenization)
+    context: int = 0  # window length L (tokens)
+    stride: int = 0
 
     @property
     def ppl_token(self) -> float:
@@ -289,20 +423,49 @@ class LMResult:
 
     @property
     def ppl_word(self) -> float:
-        """``exp(total NLL / number of original words)``: the quantity WikiText/PTB report."""
+        """``exp(total NLL / number of original words incl. <eos>)``: the quantity WikiText/PTB/1BW report."""
         return math.exp(self.nll / self.n_words)
 
     @property
+    def ppl_word_no_eos(self) -> float:
+        """Per word without counting the ``<eos>`` of each line."""
+        return math.exp(self.nll / (self.n_words - self.n_lines))
+
+    @property
     def bits_per_byte(self) -> float:
+        """Per UTF-8 byte of the original text (lm-evaluation-harness's ``bits_per_byte``)."""
         return self.nll / math.log(2) / self.n_bytes
+
+    @property
+    def bits_per_byte_read(self) -> float:
+        """Per UTF-8 byte of the text the model read."""
+        return self.nll / math.log(2) / (self.n_bytes_read or self.n_bytes)
 
     @property
     def bits_per_char(self) -> float:
         return self.nll / math.log(2) / self.n_chars
 
     def metrics(self) -> dict[str, float]:
-        return {"ppl": self.ppl_word, "ppl_token": self.ppl_token, "bpb": self.bits_per_byte,
-                "bpc": self.bits_per_char, "tokens": self.n_tokens, "words": self.n_words}
+        return {"ppl": self.ppl_word, "ppl_no_eos": self.ppl_word_no_eos, "ppl_token": self.ppl_token,
+                "bpb": self.bits_per_byte, "bpb_read": self.bits_per_byte_read, "bpc": self.bits_per_char,
+                "tokens": self.n_tokens, "words": self.n_words, "bytes": self.n_bytes}
+
+
+# What each metric is normalized by, printed beside it by results_table.
+METRIC_UNITS: dict[str, str] = {
+    "ppl": "exp(NLL / original words incl. one <eos> per line)",
+    "ppl_no_eos": "exp(NLL / original words, no <eos>)",
+    "ppl_token": "exp(NLL / BPE tokens)",
+    "bpb": "bits / UTF-8 byte of the original text",
+    "bpb_read": "bits / UTF-8 byte of the text the model read",
+    "bpc": "bits / character of the original text",
+    "tokens": "count", "words": "count", "bytes": "count", "documents": "count",
+    "word_perplexity": "exp(sum NLL / sum re.split(r'\\s+', page) words)",
+    "byte_perplexity": "exp(sum NLL / sum UTF-8 bytes of the page)",
+    "bits_per_byte": "sum NLL / ln 2 / sum UTF-8 bytes of the page",
+    "acc": "% of examples", "acc_last_token": "% of passages", "acc_stopword_filter": "% of passages",
+    "chars": "count",
+}
 
 
 def evaluate_lm(
@@ -315,6 +478,8 @@ def evaluate_lm(
     batch_size: int = 4,
     max_length: int | None = None,
     progress: bool = False,
+    full_last_window: bool = False,
+    precision: str = "auto",
 ) -> LMResult:
     """Score ``text`` as one document and normalize per token, original word, byte and character.
 
@@ -323,16 +488,21 @@ def evaluate_lm(
     canonical prediction unit - usually a character, a byte, or a word. We evaluate the same
     quantity by computing the log-probability of a dataset according to a WebText LM and dividing
     by the number of canonical units." So: per-word perplexity = exp(total NLL / words of the
-    *original* file), where ``original`` is the file before de-tokenization (default: ``text``).
+    *original* file), where ``original`` is the file before de-tokenization (default: ``text``);
+    bits per byte / character likewise divide by the original's bytes / characters (``bpb_read``:
+    by the bytes the model read). ``max_length`` (context L) and ``stride``: see :func:`token_nlls`.
     """
     if not text.strip():
         raise ValueError("the evaluation text is empty")
     check_vocab(model, tokenizer)
     ids = tokenizer.encode(text)
-    nll = token_nlls(model, ids, stride, batch_size, max_length=max_length, n_vocab=tokenizer.n_vocab,
-                     bos=tokenizer.eot, progress=progress)
-    return LMResult(float(nll.sum()), len(ids), count_words(original if original is not None else text),
-                    len(text.encode("utf-8")), len(text))
+    L = max_length or _block_size(model)
+    stride = stride or max(1, L // 2)
+    nll = token_nlls(model, ids, stride, batch_size, max_length=L, n_vocab=tokenizer.n_vocab,
+                     bos=tokenizer.eot, progress=progress, full_last_window=full_last_window, precision=precision)
+    orig = original if original is not None else text
+    return LMResult(float(nll.sum()), len(ids), count_words(orig), len(orig.encode("utf-8")), len(orig),
+                    n_lines=orig.count("\n"), n_bytes_read=len(text.encode("utf-8")), context=L, stride=stride)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -402,13 +572,27 @@ def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> Iterato
 
 @dataclass
 class TaskResult:
-    """The outcome of one task run: metric name -> value (percentages as 0-100)."""
+    """The outcome of one task run: metric name -> value (percentages as 0-100).
+
+    ``settings``: how it was computed (context, stride, convention, what ``limit`` counted...),
+    printed under the table so a number never travels without its definition."""
 
     task: str
     metrics: dict[str, float]
     n_examples: int
     model: str = ""
     notes: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+# Our metric that a paper number is printed beside, where the names differ: Table 3's LAMBADA accuracy
+# is compared with the stop-word-filtered accuracy (see gpt2lib.tasks.lambada), not the strict `acc`.
+_PAPER_BESIDE = {"lambada/acc_stopword_filter": "lambada/acc", "lambada/acc": None}
+
+
+def _paper_key(task: str, metric: str) -> str | None:
+    key = f"{task}/{metric}"
+    return _PAPER_BESIDE.get(key, key)
 
 
 def results_table(results: Sequence[TaskResult]) -> str:
@@ -416,14 +600,16 @@ def results_table(results: Sequence[TaskResult]) -> str:
 
     Paper columns are GPT-2 117M / 345M / 762M / 1542M as printed in Table 3 of Radford et al.
     (2019); a number stated only in the text (e.g. Winograd 70.70) is the 1542M model's and is
-    shown in the 1542M column with its source.
+    shown in the 1542M column with its source. Each row states its unit (:data:`METRIC_UNITS`);
+    each task's settings (context, stride, convention, counts) follow the table, one line per task.
     """
     sizes = ["117M", "345M", "762M", "1542M"]
-    lines = ["| task | metric | ours | model | n | " + " | ".join(f"paper {s}" for s in sizes) + " | paper source |",
-             "| --- | --- | ---: | --- | ---: | " + " | ".join("---:" for _ in sizes) + " | --- |"]
+    lines = ["| task | metric | ours | unit | model | n | " + " | ".join(f"paper {s}" for s in sizes)
+             + " | paper source |",
+             "| --- | --- | ---: | --- | --- | ---: | " + " | ".join("---:" for _ in sizes) + " | --- |"]
     for r in results:
         for metric, value in r.metrics.items():
-            key = f"{r.task}/{metric}"
+            key = _paper_key(r.task, metric)
             paper = ["-"] * len(sizes)
             source = ""
             if key in PAPER_TABLE3:
@@ -432,8 +618,12 @@ def results_table(results: Sequence[TaskResult]) -> str:
             elif key in PAPER_TEXT_RESULTS:
                 paper[-1] = f"{PAPER_TEXT_RESULTS[key][0]:g}"
                 source = PAPER_TEXT_RESULTS[key][1]
-            lines.append(f"| {r.task} | {metric} | {value:.4g} | {r.model} | {r.n_examples} | "
-                         + " | ".join(paper) + f" | {source} |")
+            shown = f"{int(value):,}" if METRIC_UNITS.get(metric) == "count" else f"{value:.4g}"
+            lines.append(f"| {r.task} | {metric} | {shown} | {METRIC_UNITS.get(metric, '')} | {r.model} | "
+                         f"{r.n_examples} | " + " | ".join(paper) + f" | {source} |")
+    notes = [f"- {r.task}: " + ", ".join(f"{k}={v}" for k, v in r.settings.items()) for r in results if r.settings]
+    if notes:
+        lines += ["", "Settings:"] + notes
     return "\n".join(lines)
 
 
@@ -462,34 +652,3 @@ def load_model(spec: str, device: str = "cpu") -> torch.nn.Module:
         except OSError as e:
             raise RuntimeError(f"--model {spec}: could not load from the hub (offline?): {e}") from e
     return model.to(device).eval()
-
-
-def add_cli(subparsers: Any) -> None:
-    """Add ``eval``: ``python -m gpt2lib eval --task lambada --model gpt2 --limit N --batch-size B``."""
-    from gpt2lib import tasks
-
-    p = subparsers.add_parser("eval", help="zero-shot evaluation on a GPT-2 §3 task",
-                              description="Zero-shot evaluation (GPT-2 §3); prints a table beside the paper's.")
-    p.add_argument("--task", required=True, choices=tasks.task_names(), metavar="TASK",
-                   help=f"one of: {', '.join(tasks.task_names())}")
-    p.add_argument("--model", default="gpt2", help="gpt2 | gpt2-medium | ... (hub, online) | a folder | zoo:<name>")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: Any) -> int:
-    from gpt2lib import tasks
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
-
-    task = tasks.get_task(args.task)  # KeyError with the available names
-    model = load_model(args.model, args.device)
-    torch.manual_seed(args.seed)
-    result = task(model, get_gpt2_tokenizer(), limit=args.limit, batch_size=args.batch_size, progress=True)
-    result.model = args.model
-    print(results_table([result]))
-    if result.notes:
-        print("\n" + result.notes)
-    return 0

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 __all__ = ["PEAK_TFLOPS", "peak_flops", "choose_precision", "autocast_dtype", "MemoryEstimate",
-           "estimate_memory", "max_micro_batch_size", "flops_per_token"]
+           "estimate_memory", "max_micro_batch_size", "flops_per_token", "EvalMemoryEstimate", "estimate_eval_memory",
+           "LOGITS_CHUNK_BYTES"]
 
 # name fragment (matched against torch.cuda.get_device_name, most specific first) -> TFLOP/s per precision
 PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
@@ -157,3 +158,52 @@ def max_micro_batch_size(model_config, budget_bytes: float = 16e9, *, block_size
             break
         best = b
     return best
+
+
+# fp32 logits gpt2lib.evaluate holds at once while scoring: rows = LOGITS_CHUNK_BYTES // (4 V), 1,335 at V = 50,257.
+LOGITS_CHUNK_BYTES = 256 * 2**20
+
+
+@dataclass
+class EvalMemoryEstimate:
+    """Predicted peak memory of one evaluation batch in bytes, by part (see :func:`estimate_eval_memory`)."""
+
+    params: int
+    weight_copies: int
+    activations: int
+    logits: int
+    total: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        gib = 1024**3
+        return ", ".join(f"{k} {v / gib:.2f} GiB" for k, v in asdict(self).items())
+
+
+def estimate_eval_memory(model_config, *, batch_size: int = 16, block_size: int | None = None,
+                         precision: str = "fp32", vocab: int = 50257,
+                         logits_chunk_bytes: int | None = None) -> EvalMemoryEstimate:
+    """Predicted peak memory of scoring one batch with :mod:`gpt2lib.evaluate` (no gradients, GPT-2 §3).
+
+    Parameters stay fp32 (4P bytes); under bf16/fp16 autocast each weight matrix is also cached in 16 bits
+    for the batch (2P, less the position table). Without autograd only one layer's tensors are alive at a
+    time; per token, at the MLP, the input and output of the residual stream and the LayerNorm output
+    (fp32, autocast keeps LayerNorm in fp32: 3 x 4d) plus the 4d-wide c_fc output and GELU output
+    (2 x 4d values) -> 28d bytes in 16 bits, 44d in fp32; we budget 32d / 48d. Plus the final hidden
+    states and the gathered scored rows (fp32, 8d per token). Logits exist only for
+    ``rows = logits_chunk_bytes // (4 V)`` positions at a time: the head's output in the compute dtype,
+    its fp32 copy and the logsumexp temporary: (2 + 4 + 4) rows V bytes in 16 bits, (4 + 4) rows V in fp32.
+    (Attention is assumed to be a fused kernel, no T x T matrix, as on CUDA.)
+    """
+    logits_chunk_bytes = LOGITS_CHUNK_BYTES if logits_chunk_bytes is None else logits_chunk_bytes
+    b, T = batch_size, block_size or model_config.block_size
+    P, d = _n_params(model_config), model_config.n_embd
+    half = precision in ("bf16", "fp16")
+    params = 4 * P
+    weight_copies = 2 * (P - model_config.block_size * d) if half else 0
+    activations = b * T * ((32 if half else 48) * d + 8 * d)
+    rows = min(b * T, max(1, logits_chunk_bytes // (4 * vocab)))
+    logits = rows * vocab * (10 if half else 8)
+    return EvalMemoryEstimate(params, weight_copies, activations, logits, params + weight_copies + activations + logits)

@@ -20,13 +20,20 @@ def _manifest(mirror: Path) -> dict[str, dict]:
 
 def test_registry_matches_the_mirror_manifest(data_mirror):
     """Every registered file has the MANIFEST's size and sha256, and every mirror file (except tiktoken's
-    cache entries, which live outside the mirror) is registered exactly once."""
+    cache entries, which live outside the mirror) is registered exactly once.
+
+    Entries marked ``in_mirror=False`` (Table 3 files too large for the mirror) are the only ones the
+    mirror may lack; if a mirror does hold one, it must match too."""
     manifest = _manifest(data_mirror)
     by_path = {d.path: d for d in datasets.DATASETS.values()}
     assert len(by_path) == len(datasets.DATASETS)
-    assert set(by_path) == {p for p in manifest if not p.startswith("../")}
+    in_mirror = {p for p, d in by_path.items() if d.in_mirror}
+    assert in_mirror == {p for p in manifest if not p.startswith("../")}
     for path, d in by_path.items():
-        assert (d.size, d.sha256) == (int(manifest[path]["bytes"]), manifest[path]["sha256"]), path
+        if path in manifest:
+            assert (d.size, d.sha256) == (int(manifest[path]["bytes"]), manifest[path]["sha256"]), path
+        else:
+            assert not d.in_mirror and d.checksum_note, path
         assert d.url.startswith(("https://", "http://")) and d.license
 
 
@@ -181,3 +188,50 @@ def test_unknown_name_lists_close_matches():
         download("tiny-shakspeare")
     with pytest.raises(KeyError, match="unknown dataset"):
         info("no-such-thing-at-all")
+
+
+def test_table3_files_outside_the_mirror_are_registered_with_canonical_urls():
+    """CBT, WikiText-103, enwik8 and text8: canonical URL, pinned size; sha256 where published (CBTest.tgz)."""
+    off = datasets.OFF_MIRROR
+    assert set(off) == {"cbt", "wikitext-103", "enwik8", "text8"}
+    assert (off["cbt"].size, off["cbt"].sha256) == (
+        120_547_669, "932df0cadc1337b2a12b4c696b1041c1d1c6d4b6bd319874c6288f02e4a61e92")
+    assert off["enwik8"].url == "http://mattmahoney.net/dc/enwik8.zip" and off["text8"].url.endswith("/dc/text8.zip")
+    assert off["wikitext-103"].url.endswith("/wikitext/wikitext-103-v1.zip")
+    for d in off.values():
+        assert not d.in_mirror and d.size > 0 and ("no sha256" in d.checksum_note) == (not d.sha256)
+        assert d.name in list_datasets()
+
+
+def test_off_mirror_file_comes_from_the_url_even_with_a_mirror_set(tmp_path, monkeypatch):
+    """With GPT2LIB_DATA_MIRROR set, an in_mirror=False entry the mirror lacks is fetched into the cache
+    (the mirror is not expected to hold it); an entry without sha256 is checked by its pinned size."""
+    import dataclasses
+
+    good = b"x" * 1000
+    entry = dataclasses.replace(datasets.OFF_MIRROR["text8"], size=len(good))
+    monkeypatch.setitem(datasets.DATASETS, "text8", entry)
+    cache, calls = _offline(monkeypatch, tmp_path, lambda: _FakeResponse(good))
+    monkeypatch.setenv("GPT2LIB_DATA_MIRROR", str(tmp_path / "mirror"))
+    path = download("text8", cache_dir=cache, progress=False)
+    assert path == cache / "data/text8/text8.zip" and path.read_bytes() == good and len(calls) == 1
+    monkeypatch.setitem(datasets.DATASETS, "text8", dataclasses.replace(entry, size=999))
+    path.unlink()
+    with pytest.raises(ChecksumError, match="999 bytes"):
+        download("text8", cache_dir=cache, progress=False)
+    assert not path.exists()
+
+
+def test_read_member_reads_zip_and_tgz_members(tmp_path):
+    import tarfile
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
+        z.writestr("wikitext-103/wiki.test.tokens", "hello")
+    assert datasets.read_member(tmp_path / "a.zip", "wikitext-103/wiki.test.tokens") == b"hello"
+    (tmp_path / "f.txt").write_text("bye")
+    with tarfile.open(tmp_path / "b.tgz", "w:gz") as t:
+        t.add(tmp_path / "f.txt", arcname="CBTest/data/f.txt")
+    assert datasets.read_member(tmp_path / "b.tgz", "CBTest/data/f.txt") == b"bye"
+    with pytest.raises(KeyError, match="CBTest/data/f.txt"):
+        datasets.read_member(tmp_path / "b.tgz", "CBTest/data/missing.txt")

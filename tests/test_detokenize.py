@@ -78,3 +78,25 @@ def test_plain_words_pass_through_unchanged(lines: list[list[str]]) -> None:
     assert wikitext_detokenize(tokenized) == expected
     assert ptb_detokenize(tokenized) == expected
     assert count_words(tokenized) == sum(len(ws) for ws in lines) + len(lines)
+
+
+def test_lm1b_detokenizer_on_known_strings() -> None:
+    from gpt2lib.detokenize import lm1b_detokenize
+
+    assert lm1b_detokenize("It 's a test , he said .\n\" Yes , \" he did n't say .") == \
+        "It's a test, he said.\n\"Yes,\" he didn't say."
+    assert lm1b_detokenize("A ( small ) case ; ok ?") == "A (small) case; ok?"
+
+
+def test_harness_wikitext_detokenizer_rules_by_hand() -> None:
+    """The lm-evaluation-harness wikitext rules, checked on strings worked out by hand from its rule list."""
+    from gpt2lib.detokenize import harness_wikitext_detokenize as h
+
+    assert h(" = = Career = = \n") == " == Career ==\n"
+    assert h("1 @,@ 000 km @-@ long , 3 @.@ 5 . Next") == "1,000 km-long, 3.5. Next"
+    assert h("the players ' union") == "the players' union"
+    assert h("a ( b c ) [ d ] \" e \" f") == "a (b c) [d] \"e\" f"
+    assert h("Teddy 's N cats") == "Teddy's 1 cats"  # " N " -> " 1 " runs before " 's" -> "'s"
+    assert h("N cats") == "N cats"  # " N " needs a space on both sides
+    assert h("has N cats") == "has 1 cats"
+    assert h("it was 5 \u00b0 C") == "it was 5\u00b0C"

@@ -111,7 +111,8 @@ def test_text_that_fits_equals_one_forward_pass(pair, tok) -> None:
 
 
 def test_evaluate_lm_normalizes_by_original_units(pair, tok) -> None:
-    """ppl per word uses the original file's words (+1 <eos> per line); bpb/bpc use the read text."""
+    """ppl per word uses the original file's words (+1 <eos> per line); bpb/bpc the original's bytes/chars
+    (as lm-evaluation-harness divides), bpb_read the bytes the model read."""
     hf, ours = pair
     original = " He did n't go . \n It was 1 @,@ 000 km . \n"
     text = "He didn't go.\nIt was 1,000 km.\n"
@@ -123,8 +124,11 @@ def test_evaluate_lm_normalizes_by_original_units(pair, tok) -> None:
     assert res.n_words == 12 + 2 == count_words(original)
     assert res.ppl_word == pytest.approx(math.exp(total / 14), rel=1e-4)
     assert res.ppl_token == pytest.approx(math.exp(total / len(ids)), rel=1e-4)
-    assert res.bits_per_byte == pytest.approx(total / math.log(2) / len(text.encode()), rel=1e-4)
-    assert res.bits_per_char == pytest.approx(total / math.log(2) / len(text), rel=1e-4)
+    assert res.ppl_word_no_eos == pytest.approx(math.exp(total / 12), rel=1e-4)
+    assert res.bits_per_byte == pytest.approx(total / math.log(2) / len(original.encode()), rel=1e-4)
+    assert res.bits_per_byte_read == pytest.approx(total / math.log(2) / len(text.encode()), rel=1e-4)
+    assert res.bits_per_char == pytest.approx(total / math.log(2) / len(original), rel=1e-4)
+    assert (res.context, res.stride) == (64, 32)
 
 
 def test_lambada_metrics_match_transformers(pair, tok) -> None:
@@ -132,7 +136,7 @@ def test_lambada_metrics_match_transformers(pair, tok) -> None:
 
     Some passages end with the word the model itself predicts (found with HF greedy decoding), so
     the accuracies are not trivially zero."""
-    from gpt2lib.tasks.lambada import STOP_WORDS, evaluate_lambada, split_last_word
+    from gpt2lib.tasks.lambada import evaluate_lambada, split_last_word
 
     hf, ours = pair
     texts = ["She looked at the old house", "He said the", "They walked along the river bank",
@@ -145,7 +149,8 @@ def test_lambada_metrics_match_transformers(pair, tok) -> None:
             texts.append(ctx + word)
     assert len(texts) > 5
     res = evaluate_lambada(ours, tok, texts, batch_size=3)
-    acc = last = stop = nll = 0.0
+    # the acc metric is checked here; the word-level stop-word filter has its own brute-force test below
+    acc = last = nll = 0.0
     for t in texts:
         ctx, word = split_last_word(t)
         c, w = tok.encode(ctx), tok.encode(word)
@@ -153,19 +158,11 @@ def test_lambada_metrics_match_transformers(pair, tok) -> None:
         am = lp.argmax(-1).tolist()
         acc += am == w
         last += am[-1] == w[-1]
-        first = lp[0].clone()
-        for sw in STOP_WORDS:
-            for form in (sw, sw.capitalize()):
-                ids = tok.encode(" " + form)
-                if len(ids) == 1:
-                    first[ids[0]] = -math.inf
-        stop += int(first.argmax()) == w[0] and am[1:] == w[1:]
         nll -= sum(lp[i, x].item() for i, x in enumerate(w))
     n = len(texts)
     m = res.metrics
     assert m["acc"] == pytest.approx(100 * acc / n) and m["acc"] > 0
     assert m["acc_last_token"] == pytest.approx(100 * last / n)
-    assert m["acc_stopword_filter"] == pytest.approx(100 * stop / n)
     assert m["ppl"] == pytest.approx(math.exp(nll / n), rel=1e-4)
 
 
@@ -255,10 +252,19 @@ def test_generate_text_greedy_matches_transformers_and_stops(pair, tok) -> None:
 
 
 def test_results_table_puts_paper_numbers_beside_ours() -> None:
-    table = results_table([TaskResult("lambada", {"acc": 12.5, "ppl": 99.0}, 10, model="tiny"),
-                           TaskResult("winograd", {"acc": 51.0}, 273)])
-    assert "| lambada | acc | 12.5 | tiny | 10 | 45.99 | 55.48 | 60.12 | 63.24 | Table 3 |" in table
-    assert "| lambada | ppl | 99 | tiny | 10 | 35.13 | 15.6 | 10.87 | 8.63 | Table 3 |" in table
+    table = results_table([TaskResult("lambada", {"acc": 9.5, "acc_stopword_filter": 12.5, "ppl": 99.0}, 10,
+                                      model="tiny"),
+                           TaskResult("winograd", {"acc": 51.0}, 273),
+                           TaskResult("wikitext2", {"ppl": 30.0, "words": 245569}, 4358,
+                                      settings={"context": 1024, "stride": 512})])
+    # Table 3's LAMBADA accuracy sits beside the stop-word-filtered accuracy, not the strict one
+    assert ("| lambada | acc_stopword_filter | 12.5 | % of passages | tiny | 10 | 45.99 | 55.48 | 60.12 | 63.24 "
+            "| Table 3 |") in table
+    assert "| lambada | acc | 9.5 | % of examples | tiny | 10 | - | - | - | - |  |" in table
+    assert "| lambada | ppl | 99 |" in table and "| 35.13 | 15.6 | 10.87 | 8.63 | Table 3 |" in table
+    assert "| wikitext2 | words | 245,569 | count |" in table
+    assert "exp(NLL / original words incl. one <eos> per line)" in table
+    assert "- wikitext2: context=1024, stride=512" in table
     assert "70.7 | 1542M, §3.4 |" in table
     assert PAPER_TABLE3["wikitext2/ppl"]["117M"] == 29.41
 
@@ -267,7 +273,7 @@ def test_eval_cli_runs_a_task_on_a_local_model(pair, tmp_path, capsys, data_mirr
     """`python -m gpt2lib eval --task lambada --model <folder> --limit 3` prints the table."""
     import argparse
 
-    from gpt2lib.evaluate import add_cli
+    from gpt2lib.tasks import add_cli
 
     _, ours = pair
     ours.save_pretrained(str(tmp_path))
@@ -277,7 +283,8 @@ def test_eval_cli_runs_a_task_on_a_local_model(pair, tmp_path, capsys, data_mirr
                               "--batch-size", "2", "--device", "cpu"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "| lambada | acc |" in out and "| 3 | 45.99 |" in out
+    assert "| lambada | acc_stopword_filter |" in out and "| 3 | 45.99 | 55.48 |" in out
+    assert "convention=gpt2lib" in out and "limit=3 passages" in out
 
 
 def test_eval_cli_rejects_unknown_tasks_and_models_by_name(capsys) -> None:
@@ -292,3 +299,189 @@ def test_eval_cli_rejects_unknown_tasks_and_models_by_name(capsys) -> None:
         main(["eval", "--task", "lambada", "--model", "zoo:no-such-model"])
     err = capsys.readouterr().err
     assert e.value.code == 1 and "no-such-model" in err and "webtext-tiny" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ LAMBADA: word-level stop-word filter
+
+
+def _hf_next(hf, ids: list[int], block: int = 64) -> int:
+    return int(hf_logprobs(hf, ids[-block:])[-1].argmax())
+
+
+def _hf_word(hf, tok, ids: list[int], first: int) -> str:
+    """Brute force: complete the word that `first` begins, one full HF forward per piece."""
+    word = [first]
+    while len(word) < 12:
+        t = _hf_next(hf, ids + word)
+        if t == EOT or not tok.decode([t])[:1].isalnum():
+            break
+        word.append(t)
+    return tok.decode(word).strip()
+
+
+def _hf_filtered_word(hf, tok, ctx: list[int], stop: set[str]) -> tuple[str, list[str]]:
+    """Walk HF's ranking of first tokens; return the first word not in `stop` and the words skipped."""
+    ranking = hf_logprobs(hf, ctx[-64:])[-1].argsort(descending=True).tolist()
+    skipped = []
+    for r in ranking:
+        w = _hf_word(hf, tok, ctx, r)
+        if w.lower() not in stop:
+            return w, skipped
+        skipped.append(w)
+    raise AssertionError("unreachable: the stop list is finite")
+
+
+def test_lambada_stopword_filter_is_word_level_brute_force(pair, tok, data_mirror) -> None:
+    """acc_stopword_filter equals a brute-force word-level computation on real LAMBADA passages: every
+    candidate first token is completed to a whole word with HF, stop words are skipped as words.
+
+    The stop list is made of words this random model really predicts (so the filter must skip
+    some), plus the bare first piece of a multi-piece predicted word (a token-level mask of that
+    piece would wrongly block the word, as " A" blocked " Alyssa")."""
+    from gpt2lib.tasks.lambada import evaluate_lambada, load_lambada, split_last_word
+
+    hf, ours = pair
+    passages = [" ".join(p.split()[-25:]) for p in load_lambada()[:12]]  # fits the 64-token test model
+    ctxs = [tok.encode(split_last_word(p)[0]) for p in passages]
+    top1 = [_hf_filtered_word(hf, tok, c, set())[0] for c in ctxs]
+    stop = {w.lower() for w in top1[:6] if w}
+    multi = [(c, w) for c, w in zip(ctxs, top1) if len(tok.encode(" " + w)) > 1 and w.lower() not in stop]
+    pieces = set()
+    for c, w in multi[:2]:
+        ranking = hf_logprobs(hf, c[-64:])[-1].argsort(descending=True).tolist()
+        pieces.add(tok.decode([ranking[0]]).strip().lower())  # the first piece alone, e.g. "a" of "alyssa"
+    stop |= pieces - {w.lower() for w in top1}
+    # half the passages end with the word the filtered model predicts, so the accuracy is not trivially 0
+    texts = []
+    for i, (p, c) in enumerate(zip(passages, ctxs)):
+        pred, _ = _hf_filtered_word(hf, tok, c, stop)
+        ctx_text = split_last_word(p)[0]
+        texts.append(f"{ctx_text} {pred}" if i % 2 == 0 and pred.isalnum() else p)
+    res = evaluate_lambada(ours, tok, texts, batch_size=4, stop_words=frozenset(stop))
+    right, n_skipped = 0, 0
+    for t in texts:
+        ctx, word = split_last_word(t)
+        pred, skipped = _hf_filtered_word(hf, tok, tok.encode(ctx), stop)
+        right += pred == word.strip()
+        n_skipped += len(skipped)
+    assert n_skipped >= 3  # the filter did skip words
+    assert res.metrics["acc_stopword_filter"] == pytest.approx(100 * right / len(texts)) and right > 0
+
+
+def test_lambada_lm_eval_convention_recomputed(pair, tok) -> None:
+    """convention='lm-eval' is lm-evaluation-harness's lambada_openai: context = all but the last
+    space-separated word, the target's ids = encode(context + target) after encode(context),
+    acc = every target token greedy, ppl = exp(-mean LL); recomputed here with HF."""
+    from gpt2lib.tasks.lambada import evaluate_lambada
+
+    hf, ours = pair
+    texts = ["She looked at the old house", "He paid 3.50 dollars", "It was a 'test' of will", "  two  spaces here"]
+    res = evaluate_lambada(ours, tok, texts, batch_size=2, convention="lm-eval")
+    lls, greedy = [], 0
+    for t in texts:
+        ctx, cont = " ".join(t.split(" ")[:-1]), " " + t.split(" ")[-1]
+        n = len(ctx) - len(ctx.rstrip())
+        if n:
+            ctx, cont = ctx[:-n], ctx[-n:] + cont
+        whole, c = tok.encode(ctx + cont), tok.encode(ctx)
+        w = whole[len(c):]
+        c = c or [EOT]
+        lp = hf_logprobs(hf, c + w)[len(c) - 1 : len(c) - 1 + len(w)]
+        lls.append(sum(lp[i, x].item() for i, x in enumerate(w)))
+        greedy += lp.argmax(-1).tolist() == w
+    assert res.metrics["ppl"] == pytest.approx(math.exp(-sum(lls) / len(lls)), rel=1e-4)
+    assert res.metrics["acc"] == pytest.approx(100 * greedy / len(texts))
+    assert res.settings["convention"] == "lm-eval"
+
+
+# ------------------------------------------------------------ lm-evaluation-harness rolling windows
+
+
+def _harness_rolling(tokens: list[int], prefix: int, L: int) -> list[tuple[list[int], list[int]]]:
+    """get_rolling_token_windows(context_len=1) + make_disjoint_window, from the harness's definition."""
+    out, predicted = [], 0
+    first = min(L, len(tokens))
+    out.append(([prefix] + tokens[: first - 1], tokens[:first]))
+    predicted += first
+    while predicted < len(tokens):
+        n = min(len(tokens) - predicted, L)
+        end = predicted + n
+        out.append((tokens[end - L - 1 : end - 1], tokens[end - n : end]))
+        predicted += n
+    return [(a[: len(a) - (len(b) - 1)], b) for a, b in out]
+
+
+@pytest.mark.parametrize("n_tokens", [40, 64, 150])
+def test_full_last_window_is_the_harness_rolling_loglikelihood(pair, tok, n_tokens) -> None:
+    """stride = L with full_last_window=True scores every token exactly as the harness's rolling windows."""
+    hf, ours = pair
+    ids = (tok.encode(TEXT) * 2)[:n_tokens]
+    got = token_nlls(ours, ids, stride=64, batch_size=2, full_last_window=True)
+    ref = []
+    for ctx, cont in _harness_rolling(ids, EOT, 64):
+        lp = hf_logprobs(hf, ctx + cont[:-1])
+        ref += [-lp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont)]
+    assert torch.allclose(got, torch.tensor(ref, dtype=torch.float64), atol=1e-4)
+    plain = token_nlls(ours, ids, stride=64, batch_size=2)
+    assert (not torch.allclose(plain, got, atol=1e-4)) == (n_tokens > 64 and n_tokens % 64 != 0)
+
+
+# ------------------------------------------------------------------------- memory and precision
+
+
+def test_scoring_never_holds_the_whole_batch_logits(pair, tok, monkeypatch) -> None:
+    """The LM head sees at most LOGITS_CHUNK_BYTES // (4 V) rows at a time, only the scored positions,
+    and the numbers are those of the unchunked HF computation."""
+    import gpt2lib.evaluate as ev
+
+    hf, ours = pair
+    monkeypatch.setattr(ev, "LOGITS_CHUNK_BYTES", 4 * 50257 * 7)  # 7 rows at a time
+    seen = []
+    handle = ours.lm_head.register_forward_hook(lambda m, i, o: seen.append(o.shape[0] if o.dim() == 2 else -1))
+    try:
+        ids = tok.encode(TEXT)[:120]
+        got = token_nlls(ours, ids, stride=64, batch_size=2)
+        (s,) = score_continuations(ours, [ids[:50]], [ids[50:60]])
+    finally:
+        handle.remove()
+    assert seen and max(seen) <= 7 and -1 not in seen  # never a [B, T, V] call
+    ref = _reference_nlls(hf, [EOT] + ids, 64, 64)
+    assert torch.allclose(got, torch.tensor(ref, dtype=torch.float64), atol=1e-4)
+    lp = hf_logprobs(hf, ids[:60])
+    assert s.logprob == pytest.approx(sum(lp[49 + i, t].item() for i, t in enumerate(ids[50:60])), abs=1e-4)
+
+
+def test_eval_precision_is_fp32_on_cpu_and_bf16_runs(pair, tok) -> None:
+    """auto = fp32 on CPU (numbers unchanged); an explicit bf16 runs under autocast and stays close."""
+    from gpt2lib.evaluate import eval_precision
+
+    _, ours = pair
+    assert eval_precision("cpu") == "fp32"
+    with pytest.raises(ValueError, match="fp16"):
+        eval_precision("cpu", "fp16")
+    ids = tok.encode(TEXT)[:100]
+    a = token_nlls(ours, ids, stride=32)
+    assert torch.equal(a, token_nlls(ours, ids, stride=32, precision="fp32"))
+    b = token_nlls(ours, ids, stride=32, precision="bf16")
+    assert not torch.equal(a, b) and b.sum().item() == pytest.approx(a.sum().item(), rel=2e-2)
+
+
+def test_estimate_eval_memory_arithmetic_and_gpt2_xl_fits_16gb() -> None:
+    """The estimate is the documented arithmetic, and gpt2-xl scoring 16 x 1024 tokens fits a 16 GB GPU
+    in bf16/fp16 (the unchunked fp32 logits alone would take 16 * 1024 * 50257 * 8 bytes = 6.6 GB)."""
+    from gpt2lib.hardware import estimate_eval_memory
+    from gpt2lib.model import GPT2Config
+
+    cfg = GPT2Config.from_name("gpt2-xl")
+    d, T, V, b = 1600, 1024, 50257, 16
+    n_params = 1_557_611_200  # GPT-2 XL with tied head: wte 50257*1600 + wpe 1024*1600 + 48 blocks + ln_f
+    e = estimate_eval_memory(cfg, batch_size=b, precision="fp16")
+    rows = (256 * 2**20) // (4 * V)
+    assert e.params == 4 * n_params
+    assert e.weight_copies == 2 * (n_params - T * d)
+    assert e.activations == b * T * 40 * d
+    assert e.logits == rows * V * 10
+    assert e.total == e.params + e.weight_copies + e.activations + e.logits
+    assert e.total < 0.9 * 16e9
+    assert estimate_eval_memory(cfg, batch_size=b, precision="fp32").total < 0.9 * 16e9
+    assert b * T * V * 8 + 4 * n_params > 0.75 * 16e9  # the old path: fp32 logits + log_softmax + weights

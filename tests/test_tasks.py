@@ -121,7 +121,7 @@ def test_cbt_scores_candidate_plus_rest_of_sentence(pair, tok, tmp_path) -> None
         lps = [hf_cont_logprob(hf, tok.encode(c), tok.encode(r)) for c, r in candidate_pairs(ex)]
         right += ex.candidates[max(range(len(lps)), key=lps.__getitem__)] == ex.answer
     assert res.metrics["acc"] == pytest.approx(100 * right / 2)
-    with pytest.raises(FileNotFoundError, match="not in the offline data mirror"):
+    with pytest.raises(FileNotFoundError, match="needs path=.*cbt-cn"):
         from gpt2lib.tasks import get_task
         get_task("cbt")(ours, tok)
 
@@ -269,3 +269,143 @@ def test_lm_task_on_wikitext_prefix_uses_original_word_count(pair, tok, data_mir
     nll = token_nlls(ours, tok.encode(wikitext_detokenize(original)), stride=128).sum().item()
     assert res.metrics["words"] == count_words(original)
     assert res.metrics["ppl"] == pytest.approx(math.exp(nll / count_words(original)), rel=1e-6)
+
+
+# ------------------------------------------------------------------ Table 3 files not in the mirror
+
+_CBT_BLOCK = "".join(f"{i} Sentence number {i} about the King and the Queen .\n" for i in range(1, 21)) + \
+    "21 Then the XXXXX said hello .\tKing\t\tQueen|King|Wolf|Mouse|Fox|Cat|Dog|Bird|Frog|Owl\n\n"
+
+
+def _write_cbt_tgz(path, blocks: int = 3) -> None:
+    """A CBTest.tgz laid out as the release: CBTest/data/cbtest_{CN,NE}_test_2500ex.txt."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as t:
+        for kind in ("CN", "NE"):
+            data = (_CBT_BLOCK * blocks).encode()
+            info = tarfile.TarInfo(f"CBTest/data/cbtest_{kind}_test_2500ex.txt")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+
+
+def test_cbt_cn_and_ne_read_the_release_archive(pair, tok, tmp_path) -> None:
+    """cbt-cn / cbt-ne read their member of a CBTest.tgz in the release layout, and score as evaluate_cbt."""
+    from gpt2lib.tasks import cbt, get_task
+
+    _, ours = pair
+    _write_cbt_tgz(tmp_path / "CBTest.tgz")
+    res = get_task("cbt-ne")(ours, tok, archive=tmp_path / "CBTest.tgz", limit=2)
+    ex = cbt.parse_cbt(_CBT_BLOCK * 2)
+    assert len(ex) == 2 and ex[0].answer == "King" and len(ex[0].candidates) == 10
+    ref = cbt.evaluate_cbt(ours, tok, ex)
+    assert res.task == "cbt-ne" and res.n_examples == 2 and res.metrics == ref.metrics
+
+
+def _zip(path, member: str, data: bytes) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(member, data)
+
+
+def test_text8_and_enwik8_score_the_last_split(pair, tok, tmp_path) -> None:
+    """text8 / enwik8 read `text8` / `enwik8` from their zip and score only the last `test` units: bits
+    per character (text8) / per byte of the raw file (enwik8), recomputed with token_nlls."""
+    from gpt2lib.evaluate import token_nlls
+    from gpt2lib.tasks import lm
+
+    _, ours = pair
+    words = "anarchism originated as a term of abuse first used against early working class radicals "
+    text = (words * 20)[:1000]
+    _zip(tmp_path / "text8.zip", "text8", text.encode())
+    res = lm.text8(ours, tok, path=tmp_path / "text8.zip", total=1000, test=300, stride=64)
+    nll = token_nlls(ours, tok.encode(text[700:]), stride=64).sum().item()
+    assert res.metrics["bpc"] == pytest.approx(nll / math.log(2) / 300, rel=1e-6)
+    raw = ("<page><title>Caf\u00e9</title> " * 40).encode()[:900]
+    _zip(tmp_path / "enwik8.zip", "enwik8", raw)
+    res = lm.enwik8(ours, tok, path=tmp_path / "enwik8.zip", total=900, test=200, stride=64)
+    nll = token_nlls(ours, tok.encode(raw[700:].decode("utf-8", errors="replace")), stride=64).sum().item()
+    assert res.metrics["bpb"] == pytest.approx(nll / math.log(2) / 200, rel=1e-6) and res.metrics["bytes"] == 200
+    with pytest.raises(ValueError, match="expected 1,000 bytes"):
+        lm.enwik8(ours, tok, path=tmp_path / "enwik8.zip", total=1000, test=200)
+
+
+def test_wikitext103_reads_the_release_zip(pair, tok, tmp_path, data_mirror) -> None:
+    """wikitext103 reads wikitext-103/wiki.test.tokens from the zip and is scored like WikiText-2."""
+    from gpt2lib.detokenize import wikitext_detokenize
+    from gpt2lib.evaluate import count_words, token_nlls
+    from gpt2lib.tasks import get_task
+
+    _, ours = pair
+    original = "".join((data_mirror / "wikitext-2/test.txt").read_text(encoding="utf-8").splitlines(True)[:6])
+    _zip(tmp_path / "wikitext-103-v1.zip", "wikitext-103/wiki.test.tokens", original.encode())
+    res = get_task("wikitext103")(ours, tok, path=tmp_path / "wikitext-103-v1.zip", stride=128)
+    nll = token_nlls(ours, tok.encode(wikitext_detokenize(original)), stride=128).sum().item()
+    assert res.metrics["ppl"] == pytest.approx(math.exp(nll / count_words(original)), rel=1e-6)
+    assert res.settings["context"] == 256 and res.settings["stride"] == 128
+
+
+def test_one_billion_word_is_detokenized_and_counts_sentence_ends(pair, tok, data_mirror) -> None:
+    """1bw: the mirror's heldout shard 0, de-tokenized, ppl per word with one </s> per sentence."""
+    from gpt2lib.detokenize import lm1b_detokenize
+    from gpt2lib.evaluate import token_nlls
+    from gpt2lib.tasks import get_task
+
+    _, ours = pair
+    lines = (data_mirror / "one-billion-word/news.en.heldout-00000-of-00050").read_text(encoding="utf-8")
+    original = "".join(lines.splitlines(True)[:5])
+    res = get_task("1bw")(ours, tok, limit=5, stride=128)
+    nll = token_nlls(ours, tok.encode(lm1b_detokenize(original)), stride=128).sum().item()
+    assert res.metrics["words"] == len(original.split()) + 5
+    assert res.metrics["ppl"] == pytest.approx(math.exp(nll / res.metrics["words"]), rel=1e-6)
+
+
+# ---------------------------------------------------- lm-evaluation-harness's `wikitext`, recomputed
+
+
+def test_wikitext_pages_split_like_the_harness() -> None:
+    from gpt2lib.tasks.lm import wikitext_pages
+
+    text = " \n = Alpha = \n \n a b \n = = Sub = = \n c \n = Beta = \n d \n"
+    # the blank preamble is dropped; "= = Sub = =" is a subsection, not a new page
+    assert wikitext_pages(text) == [" = Alpha = \n \n a b \n = = Sub = = \n c ", " = Beta = \n d \n"]
+
+
+def test_wikitext_lm_eval_convention_recomputed(pair, tok, data_mirror) -> None:
+    """convention='lm-eval': per page, the harness de-tokenizer, rolling disjoint windows with the final
+    partial window at full context, word_perplexity = exp(-sum LL / sum len(re.split(r"\\s+", page))),
+    byte_perplexity / bits_per_byte over the page's UTF-8 bytes; recomputed here with HF."""
+    import re
+
+    from gpt2lib.detokenize import harness_wikitext_detokenize
+    from gpt2lib.tasks import get_task
+    from gpt2lib.tasks.lm import wikitext_pages
+
+    hf, ours = pair
+    original = "".join((data_mirror / "wikitext-2/test.txt").read_text(encoding="utf-8").splitlines(True)[:40])
+    res = get_task("wikitext2")(ours, tok, limit=40, convention="lm-eval", batch_size=3)
+    pages = wikitext_pages(original)
+    assert len(pages) >= 2
+    L, ll, words, nbytes = 256, 0.0, 0, 0
+    for page in pages:
+        ids = tok.encode(harness_wikitext_detokenize(page))
+        predicted, windows = 0, []
+        first = min(L, len(ids))
+        windows.append(([EOT] + ids[: first - 1], ids[:first]))
+        predicted = first
+        while predicted < len(ids):
+            n = min(len(ids) - predicted, L)
+            windows.append((ids[predicted + n - L - 1 : predicted + n - 1], ids[predicted : predicted + n]))
+            predicted += n
+        for inp, cont in windows:  # inp already ends right before the last target: score its last len(cont)
+            lp = hf_logprobs(hf, inp)
+            ll += sum(lp[len(inp) - len(cont) + i, t].item() for i, t in enumerate(cont))
+        words += len(re.split(r"\s+", page))
+        nbytes += len(page.encode("utf-8"))
+    m = res.metrics
+    assert m["word_perplexity"] == pytest.approx(math.exp(-ll / words), rel=1e-5)
+    assert m["byte_perplexity"] == pytest.approx(math.exp(-ll / nbytes), rel=1e-5)
+    assert m["bits_per_byte"] == pytest.approx(-ll / nbytes / math.log(2), rel=1e-5)
+    assert res.settings["context"] == L == res.settings["stride"]

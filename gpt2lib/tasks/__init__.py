@@ -1,35 +1,51 @@
-"""The zero-shot tasks of GPT-2 §3, one module each, and a registry by name.
+"""The zero-shot tasks of GPT-2 §3, one module each, a registry by name, and ``python -m gpt2lib eval``.
 
-==================  ===========  ==========================================================
-name                paper        module
-==================  ===========  ==========================================================
-wikitext2, ptb      §3.1         :mod:`gpt2lib.tasks.lm` (perplexity, de-tokenized)
-cbt                 §3.2         :mod:`gpt2lib.tasks.cbt` (method only: data not in the mirror)
-lambada             §3.3         :mod:`gpt2lib.tasks.lambada`
-winograd            §3.4         :mod:`gpt2lib.tasks.winograd` (WSC273, full and partial scoring)
-coqa                §3.5         :mod:`gpt2lib.tasks.coqa` (method only: data not in the mirror)
-summarization       §3.6         :mod:`gpt2lib.tasks.summarization` (method only: no CNN/DM)
-translation-en-fr   §3.7         :mod:`gpt2lib.tasks.translation` (WMT-14 newstest2014)
-translation-fr-en   §3.7         :mod:`gpt2lib.tasks.translation`
-nq                  §3.8         :mod:`gpt2lib.tasks.qa` (NQ-Open dev)
-==================  ===========  ==========================================================
+==================  ===========  ============================================================  ==================
+name                paper        module                                                        ``--limit`` counts
+==================  ===========  ============================================================  ==================
+wikitext2, ptb      §3.1         :mod:`gpt2lib.tasks.lm` (perplexity, de-tokenized)            lines of the file
+1bw                 §3.1         :mod:`gpt2lib.tasks.lm` (One Billion Word, shuffled sentences) lines (sentences)
+wikitext103         §3.1         :mod:`gpt2lib.tasks.lm` (downloaded, not in the mirror)       lines of the file
+enwik8, text8       §3.1         :mod:`gpt2lib.tasks.lm` (last 5M bytes / chars, downloaded)   bytes / characters
+cbt-cn, cbt-ne      §3.2         :mod:`gpt2lib.tasks.cbt` (CBTest.tgz, downloaded)             questions
+lambada             §3.3         :mod:`gpt2lib.tasks.lambada`                                  passages
+winograd            §3.4         :mod:`gpt2lib.tasks.winograd` (WSC273, full and partial)      schemas
+coqa                §3.5         :mod:`gpt2lib.tasks.coqa`                                     questions
+summarization       §3.6         :mod:`gpt2lib.tasks.summarization`                            articles
+translation-en-fr   §3.7         :mod:`gpt2lib.tasks.translation` (WMT-14 newstest2014)        sentences
+translation-fr-en   §3.7         :mod:`gpt2lib.tasks.translation`                              sentences
+nq                  §3.8         :mod:`gpt2lib.tasks.qa` (NQ-Open dev)                         questions
+==================  ===========  ============================================================  ==================
 
 Every task is a function ``task(model, tokenizer, *, limit=None, batch_size=8, progress=False, ...)``
-returning a :class:`gpt2lib.evaluate.TaskResult`.
+returning a :class:`gpt2lib.evaluate.TaskResult`; the language-modelling ones also take ``stride``,
+``max_length`` (the context) and ``convention``. ``--task all`` runs Table 3's columns
+(:data:`TABLE3_TASKS`); a column whose data cannot be had (not in the mirror, offline) is reported
+as skipped with the reason, so on a CPU with the mirror it gives the columns the mirror allows.
+
+This package imports :mod:`gpt2lib.evaluate`, never the reverse.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
-from gpt2lib.evaluate import TaskResult
+import torch
+
+from gpt2lib.evaluate import TaskResult, load_model, results_table
 from gpt2lib.tasks import cbt, coqa, lambada, lm, qa, summarization, translation, winograd
 
-__all__ = ["TASKS", "task_names", "get_task"]
+__all__ = ["TASKS", "TABLE3_TASKS", "LIMIT_UNITS", "task_names", "get_task", "add_cli"]
 
 TASKS: dict[str, Callable[..., TaskResult]] = {
     "wikitext2": lm.wikitext2,
     "ptb": lm.ptb,
+    "1bw": lm.one_billion_word,
+    "wikitext103": lm.wikitext103,
+    "enwik8": lm.enwik8,
+    "text8": lm.text8,
     "cbt": cbt.run,
+    "cbt-cn": cbt.run_cn,
+    "cbt-ne": cbt.run_ne,
     "lambada": lambada.run,
     "winograd": winograd.run,
     "coqa": coqa.run,
@@ -38,6 +54,18 @@ TASKS: dict[str, Callable[..., TaskResult]] = {
     "translation-fr-en": translation.run_fr_en,
     "nq": qa.run,
 }
+
+# Table 3's columns, in the paper's order.
+TABLE3_TASKS = ["lambada", "cbt-cn", "cbt-ne", "wikitext2", "ptb", "enwik8", "text8", "wikitext103", "1bw"]
+
+LIMIT_UNITS: dict[str, str] = {
+    "wikitext2": "lines", "ptb": "lines", "1bw": "lines (sentences)", "wikitext103": "lines",
+    "enwik8": "bytes of the test split", "text8": "characters of the test split", "cbt": "questions",
+    "cbt-cn": "questions", "cbt-ne": "questions", "lambada": "passages", "winograd": "schemas",
+    "coqa": "questions", "summarization": "articles", "translation-en-fr": "sentences",
+    "translation-fr-en": "sentences", "nq": "questions",
+}
+LM_TASKS = {"wikitext2", "ptb", "1bw", "wikitext103", "enwik8", "text8"}
 
 
 def task_names() -> list[str]:
@@ -50,3 +78,72 @@ def get_task(name: str) -> Callable[..., TaskResult]:
         return TASKS[name]
     except KeyError:
         raise KeyError(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line.
+
+
+def add_cli(subparsers: Any) -> None:
+    """Add ``eval``: ``python -m gpt2lib eval --task lambada --model gpt2 --limit N --batch-size B``."""
+    limits = "; ".join(f"{k}: {v}" for k, v in LIMIT_UNITS.items())
+    p = subparsers.add_parser("eval", help="zero-shot evaluation on a GPT-2 §3 task",
+                              description="Zero-shot evaluation (GPT-2 §3); prints a table beside the paper's, "
+                                          "with the unit of every number and the settings used.")
+    p.add_argument("--task", required=True, choices=task_names() + ["all"], metavar="TASK",
+                   help=f"one of: {', '.join(task_names())}, or 'all' (Table 3's columns)")
+    p.add_argument("--model", default="gpt2", help="gpt2 | gpt2-medium | ... (hub, online) | a folder | zoo:<name>")
+    p.add_argument("--limit", type=int, default=None, help=f"evaluate only the first N units; per task: {limits}")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--context", type=int, default=None,
+                   help="language modelling: window length L in tokens (default: the model's block_size)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="language modelling: a new window every STRIDE tokens (default L/2; L = disjoint windows)")
+    p.add_argument("--convention", choices=["gpt2lib", "lm-eval"], default="gpt2lib",
+                   help="gpt2lib: the definitions of gpt2lib.tasks (paper-style, one document per file); lm-eval: "
+                        "lm-evaluation-harness's wikitext (per page, rolling windows) and lambada_openai")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: fp32 on CPU, bf16 on GPUs that have it, fp16 on older GPUs")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_cli)
+
+
+def _task_kwargs(name: str, args: Any) -> dict[str, Any]:
+    kw: dict[str, Any] = {"limit": args.limit, "batch_size": args.batch_size, "progress": True}
+    if name in LM_TASKS:
+        kw.update(stride=args.stride, max_length=args.context, convention=args.convention, precision=args.precision)
+    elif name == "lambada":
+        kw.update(convention=args.convention)
+    return kw
+
+
+def _run_cli(args: Any) -> int:
+    from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+    names = TABLE3_TASKS if args.task == "all" else [args.task]
+    for n in names:
+        get_task(n)  # KeyError with the available names
+    model = load_model(args.model, args.device)
+    tokenizer = get_gpt2_tokenizer()
+    results, skipped = [], []
+    for name in names:
+        torch.manual_seed(args.seed)
+        try:
+            result = get_task(name)(model, tokenizer, **_task_kwargs(name, args))
+        except (FileNotFoundError, ConnectionError) as e:
+            if args.task != "all":
+                raise
+            skipped.append(f"- {name}: skipped, its data is not available here ({e})")
+            continue
+        result.model = args.model
+        result.settings["limit"] = f"{args.limit} {LIMIT_UNITS[name]}" if args.limit else "none"
+        results.append(result)
+    if results:
+        print(results_table(results))
+    for r in results:
+        if r.notes:
+            print("\n" + r.notes)
+    if skipped:
+        print("\n" + "\n".join(skipped))
+    return 0

@@ -1,4 +1,4 @@
-"""Children's Book Test (GPT-2 §3.2). Method only: CBT is not in the offline data mirror.
+"""Children's Book Test (GPT-2 §3.2): CBT-CN and CBT-NE, Table 3's two CBT columns.
 
 Each example is 20 sentences of a children's book (the context), a 21st sentence with one word
 blanked out (``XXXXX``) and 10 candidate words; CBT-CN uses common nouns, CBT-NE named entities.
@@ -9,8 +9,11 @@ sentences plus the query up to the blank; the scored continuation is ``c`` + the
 the prediction is the candidate with the highest log-probability. (Reported in Table 3: 87.65 /
 83.4 for 117M on CN / NE.)
 
-:func:`read_cbt` parses the original files (``cbtest_CN_test_2500ex.txt``) if you have them:
-blocks of lines ``"1 sentence"`` ... ``"20 sentence"``, ``"21 query\\tanswer\\t\\tc1|c2|...|c10"``.
+Data: ``CBTest.tgz`` (Hill et al. 2016), registered as ``"cbt"`` in :mod:`gpt2lib.datasets` with
+its canonical URL, size and sha256; not in the offline mirror (120 MB), so it is downloaded into the
+cache on first use. Its members ``CBTest/data/cbtest_CN_test_2500ex.txt`` and ``..._NE_...`` are
+the test sets (2,500 questions each). :func:`read_cbt` parses that format: blocks of lines
+``"1 sentence"`` ... ``"20 sentence"``, ``"21 query\\tanswer\\t\\tc1|c2|...|c10"``, blank line between.
 """
 from __future__ import annotations
 
@@ -20,7 +23,10 @@ from typing import Any, Sequence
 
 from gpt2lib.evaluate import TaskResult, check_vocab, score_continuations
 
-__all__ = ["CBTExample", "read_cbt", "candidate_pairs", "evaluate_cbt", "run"]
+__all__ = ["CBTExample", "read_cbt", "parse_cbt", "candidate_pairs", "evaluate_cbt", "run", "run_cn", "run_ne",
+           "TEST_MEMBERS"]
+
+TEST_MEMBERS = {"cn": "CBTest/data/cbtest_CN_test_2500ex.txt", "ne": "CBTest/data/cbtest_NE_test_2500ex.txt"}
 
 BLANK = "XXXXX"
 
@@ -35,21 +41,25 @@ class CBTExample:
 
 def read_cbt(path: str | Path) -> list[CBTExample]:
     """Parse a CBT file; ``ValueError`` with the line number on a malformed question line."""
-    examples, sentences = [], []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                sentences = []
-                continue
-            num, _, rest = line.partition(" ")
-            if num == "21":
-                parts = rest.split("\t")
-                if len(parts) != 4 or BLANK not in parts[0]:
-                    raise ValueError(f"{path}:{lineno}: expected 'query\\tanswer\\t\\tc1|...|c10'")
-                examples.append(CBTExample(" ".join(sentences), parts[0], parts[3].split("|"), parts[1]))
-            else:
-                sentences.append(rest)
+        return parse_cbt(f.read(), str(path))
+
+
+def parse_cbt(text: str, source: str = "<cbt>") -> list[CBTExample]:
+    """Parse CBT text (see the module docstring); errors name ``source`` and the line."""
+    examples, sentences = [], []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            sentences = []
+            continue
+        num, _, rest = line.partition(" ")
+        if num == "21":
+            parts = rest.split("\t")
+            if len(parts) != 4 or BLANK not in parts[0]:
+                raise ValueError(f"{source}:{lineno}: expected 'query\\tanswer\\t\\tc1|...|c10'")
+            examples.append(CBTExample(" ".join(sentences), parts[0], parts[3].split("|"), parts[1]))
+        else:
+            sentences.append(rest)
     return examples
 
 
@@ -66,7 +76,7 @@ def candidate_pairs(ex: CBTExample) -> list[tuple[str, str]]:
 
 
 def evaluate_cbt(model: Any, tokenizer: Any, examples: Sequence[CBTExample], *, batch_size: int = 8,
-                 progress: bool = False) -> TaskResult:
+                 progress: bool = False, name: str = "cbt") -> TaskResult:
     if not examples:
         raise ValueError("no CBT examples to evaluate")
     check_vocab(model, tokenizer)
@@ -82,14 +92,38 @@ def evaluate_cbt(model: Any, tokenizer: Any, examples: Sequence[CBTExample], *, 
     for ex, (start, k) in zip(examples, spans):
         best = max(range(k), key=lambda j: scores[start + j].logprob)
         right += ex.candidates[best] == ex.answer
-    return TaskResult("cbt", {"acc": 100.0 * right / len(examples)}, len(examples))
+    return TaskResult(name, {"acc": 100.0 * right / len(examples)}, len(examples),
+                      settings={"questions": len(examples), "candidates": 10,
+                                "scored": "candidate + rest of the query sentence"})
 
 
 def run(model: Any, tokenizer: Any, *, limit: int | None = None, batch_size: int = 8, progress: bool = False,
-        path: str | None = None) -> TaskResult:
+        path: str | None = None, name: str = "cbt", **_: Any) -> TaskResult:
+    """A CBT file you have (``path``); ``limit``: the first N questions."""
     if path is None:
-        raise FileNotFoundError("CBT is not in the offline data mirror; pass path= to a CBT file "
-                                "(e.g. cbtest_CN_test_2500ex.txt from the CBT release)")
+        raise FileNotFoundError("task 'cbt' needs path= to a CBT file; use the tasks 'cbt-cn' / 'cbt-ne' for the "
+                                "test sets of CBTest.tgz (downloaded by gpt2lib.datasets)")
     examples = read_cbt(path)
     return evaluate_cbt(model, tokenizer, examples[:limit] if limit else examples, batch_size=batch_size,
-                        progress=progress)
+                        progress=progress, name=name)
+
+
+def _run_split(kind: str, model: Any, tokenizer: Any, *, limit: int | None = None, batch_size: int = 8,
+               progress: bool = False, archive: str | Path | None = None, **_: Any) -> TaskResult:
+    from gpt2lib import datasets
+
+    archive = archive or datasets.download("cbt", progress=progress)
+    member = TEST_MEMBERS[kind]
+    examples = parse_cbt(datasets.read_member(archive, member).decode("utf-8"), f"{archive}:{member}")
+    return evaluate_cbt(model, tokenizer, examples[:limit] if limit else examples, batch_size=batch_size,
+                        progress=progress, name=f"cbt-{kind}")
+
+
+def run_cn(model: Any, tokenizer: Any, **kw: Any) -> TaskResult:
+    """CBT-CN (common nouns) test, 2,500 questions; ``limit``: the first N; ``archive``: a CBTest.tgz."""
+    return _run_split("cn", model, tokenizer, **kw)
+
+
+def run_ne(model: Any, tokenizer: Any, **kw: Any) -> TaskResult:
+    """CBT-NE (named entities) test, 2,500 questions; ``limit``: the first N; ``archive``: a CBTest.tgz."""
+    return _run_split("ne", model, tokenizer, **kw)
