@@ -347,12 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sample)
 
-    try:  # gpt2lib.evaluate may register an `eval` command (GPT-2 §3)
-        from gpt2lib import evaluate
-    except ImportError:
-        evaluate = None
-    if evaluate is not None and hasattr(evaluate, "add_cli"):
-        evaluate.add_cli(sub)
+    from gpt2lib import tasks  # the `eval` command (GPT-2 §3); tasks imports evaluate, not the reverse
+
+    tasks.add_cli(sub)
     return parser
 
 
