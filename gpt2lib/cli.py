@@ -83,7 +83,10 @@ def _load_config_file(path: str) -> dict[str, Any]:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             raise UsageError("--config: TOML files need Python 3.11+ (tomllib); use JSON") from None
-        return tomllib.loads(p.read_text())
+        try:
+            return tomllib.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
     if p.suffix == ".json":
         return json.loads(p.read_text())
     raise UsageError(f"--config: {path} must end in .json or .toml")

@@ -341,11 +341,12 @@ def test_meta_json_with_missing_or_wrong_fields_names_the_field(tmp_path, tok):
             TokenShards.open(tmp_path)
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", '"max_steps=3"', "{oops"])
-def test_non_object_train_config_file_is_a_usage_error_naming_the_file(tmp_path, capsys, text):
+@pytest.mark.parametrize("name, text", [("run.json", "[1, 2]"), ("run.json", '"max_steps=3"'),
+                                        ("run.json", "{oops"), ("run.toml", "max_steps = = 3")])
+def test_non_object_train_config_file_is_a_usage_error_naming_the_file(tmp_path, capsys, name, text):
     from gpt2lib.cli import main
 
-    cfg = tmp_path / "run.json"
+    cfg = tmp_path / name
     cfg.write_text(text)
     with pytest.raises(SystemExit) as info:
         main(["train", "--config", str(cfg)])
