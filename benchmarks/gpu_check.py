@@ -103,7 +103,7 @@ def part_memory(dry: bool, device: str, work: Path, done: dict) -> dict:
                                block_size=64 if dry else 1024)
     batch, T = (2, 64) if dry else (16, 1024)
     model = GPT2(cfg).to(device).eval()
-    ids = torch.randint(0, cfg.vocab_size, (batch * T + 1,), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, cfg.vocab_size, (batch * T,), generator=torch.Generator().manual_seed(0))  # + <|endoftext|>: batch windows of T
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -114,15 +114,9 @@ def part_memory(dry: bool, device: str, work: Path, done: dict) -> dict:
     eval_row = {"n_layer": cfg.n_layer, "batch": batch, "block_size": T, "n_tokens": int(len(nll)),
                 "seconds": time.perf_counter() - t0,
                 "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None}
-    estimate = getattr(hardware, "estimate_eval_memory", None)
-    if estimate is not None:
-        try:
-            est = estimate(cfg, batch_size=batch, block_size=T, precision=evaluate.eval_precision(device))
-        except TypeError:
-            est = estimate(cfg)
-        eval_row["est_mem_gib"] = (est.total if hasattr(est, "total") else est) / 2**30
-    else:
-        eval_row["est_mem_gib"] = None
+    estimate = getattr(hardware, "estimate_eval_memory", None)  # added with half-precision evaluation
+    eval_row["est_mem_gib"] = None if estimate is None else estimate(
+        cfg, batch_size=batch, block_size=T, vocab=cfg.vocab_size, precision=hardware.choose_precision(device)).total / 2**30
     return {"train": train_rows, "eval": eval_row}
 
 
@@ -150,13 +144,13 @@ def part_throughput(dry: bool, device: str, work: Path) -> dict:
     """e: gpt2lib vs transformers, same weights: evaluation forward and greedy generation tokens/s."""
     from bench_model import twins
 
-    from gpt2lib import evaluate
+    from gpt2lib import hardware
     from gpt2lib.model import GPT2Config
 
     cfg = GPT2Config(n_layer=2, n_head=2, n_embd=64, block_size=128, vocab_size=512) if dry else GPT2Config.from_name("gpt2")
     ours, hf = twins(cfg)
     ours, hf = ours.to(device).eval(), hf.to(device).eval()
-    precision = evaluate.eval_precision(device)
+    precision = hardware.choose_precision(device)  # what gpt2lib.evaluate uses: bf16 / fp16 on GPUs, fp32 on CPU
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     repeats = 3 if dry else 10
     B, T = (2, 64) if dry else (8, 1024)

@@ -28,7 +28,12 @@ def test_gpu_check_dry_run_runs_every_part(tmp_path):
         assert row["tokens_per_s"] > 0 and row["est_mem_gib"] > 0 and row["final_loss"] > 0
     assert parts["fp16"]["t4_micro_batch"] > 0
     assert len(parts["memory"]["train"]) == 3
-    assert parts["memory"]["eval"]["n_tokens"] == parts["memory"]["eval"]["batch"] * parts["memory"]["eval"]["block_size"]
+    mem = parts["memory"]["eval"]
+    assert mem["n_tokens"] == mem["batch"] * mem["block_size"]  # one batch of full windows
+    from gpt2lib import hardware
+
+    if hasattr(hardware, "estimate_eval_memory"):
+        assert mem["est_mem_gib"] > 0
     chapters = parts["chapters"]
     assert chapters["passed"], chapters["pytest_tail"]
     assert set(chapters["chapter_seconds"]) == {"preface", "abstract"}
