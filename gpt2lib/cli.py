@@ -88,7 +88,13 @@ def _load_config_file(path: str) -> dict[str, Any]:
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
     if p.suffix == ".json":
-        return json.loads(p.read_text())
+        try:
+            values = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UsageError(f"--config: {path} is not valid JSON: {e}") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"--config: {path} holds a JSON {type(values).__name__}, not an object of settings")
+        return values
     raise UsageError(f"--config: {path} must end in .json or .toml")
 
 
@@ -182,7 +188,11 @@ def _load_tokenizer(spec: str):
 
     if not Path(spec).is_file():
         raise UsageError(f"--tokenizer: {spec!r} is neither 'gpt2' nor a saved BytePairTokenizer file")
-    return BytePairTokenizer.load(spec)
+    from gpt2lib.tokenizer import check_split_pattern
+
+    tok = BytePairTokenizer.load(spec)
+    check_split_pattern(tok.pattern, spec)
+    return tok
 
 
 def _add_inputs(p) -> None:
@@ -197,7 +207,7 @@ def _cmd_prepare(args) -> int:
 
     docs = _read_documents(args)
     meta = prepare(docs, args.out, _load_tokenizer(args.tokenizer), val_fraction=args.val_fraction,
-                   shard_size=args.shard_size, num_workers=args.workers, seed=args.seed)
+                   shard_size=args.shard_size, num_workers=args.workers, seed=args.seed, overwrite=args.overwrite)
     for split, s in meta["splits"].items():
         print(f"{split}: {s['documents']} documents, {s['tokens']:,} tokens, {len(s['shards'])} shard(s)")
     return 0
@@ -311,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=100_000_000, help="tokens per shard")
     p.add_argument("--workers", type=int, default=1, help="tokenizer processes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder that holds no dataset (its files are left untouched)")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE (GPT-2 §2.2)")
