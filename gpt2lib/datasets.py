@@ -19,7 +19,8 @@ FRANK benchmark (``"cnn-dailymail-article/<id16>"``, group ``"cnn-dailymail-arti
 Word test set is ``"one-billion-word-test"`` (Table 3's 1BW column).
 
 Table 3's other columns need files too large for the mirror: :data:`OFF_MIRROR` registers them with their
-canonical URLs (``in_mirror=False``): WikiText-103, enwik8, text8 and the Children's Book Test. They are
+canonical URLs (``in_mirror=False``): WikiText-103, enwik8, text8 and the Children's Book Test, plus CoQA's
+development set (``"coqa-dev"``, §3.5). They are
 fetched into the cache (or used from a mirror folder that happens to hold them). Where the publisher gives
 no sha256, the entry's ``sha256`` is empty and only the pinned size is checked (said in ``checksum_note``).
 :func:`read_member` reads one file out of such an archive.
@@ -100,6 +101,14 @@ OFF_MIRROR: dict[str, Dataset] = {d.name: d for d in [
             "http://mattmahoney.net/dc/text8.zip", "http://mattmahoney.net/dc/textdata.html",
             False, "Wikipedia text (CC BY-SA), Mahoney's text8 preprocessing", in_mirror=False,
             checksum_note="no sha256 published (Mahoney's page gives the sizes); size pinned"),
+    # §3.5 (not a Table 3 column): CoQA's development set, 500 stories.
+    Dataset("coqa-dev", "coqa/coqa-dev-v1.0.json", 9_090_845,
+            "dfa367a9733ce53222918d0231d9b3bedc2b8ee831a2845f62dfc70701f2540a",
+            "https://nlp.stanford.edu/data/coqa/coqa-dev-v1.0.json", "https://stanfordnlp.github.io/coqa/",
+            False, "per domain (CoQA site): CC BY-SA 4.0 literature and Wikipedia, MSR-LA MCTest stories, RACE's "
+            "license for exam passages, Apache 2.0 CNN news", in_mirror=False,
+            checksum_note="no checksum published by the authors; size and sha256 as published in the Hugging Face "
+            "datasets registry (huggingface/datasets, datasets/coqa/dataset_infos.json)"),
 ]}
 DATASETS: dict[str, Dataset] = {**_parse(TABLE), **OFF_MIRROR}
 # A group downloads all its members and returns their common folder.

@@ -193,7 +193,7 @@ def test_unknown_name_lists_close_matches():
 def test_table3_files_outside_the_mirror_are_registered_with_canonical_urls():
     """CBT, WikiText-103, enwik8 and text8: canonical URL, pinned size; sha256 where published (CBTest.tgz)."""
     off = datasets.OFF_MIRROR
-    assert set(off) == {"cbt", "wikitext-103", "enwik8", "text8"}
+    assert set(off) == {"cbt", "wikitext-103", "enwik8", "text8", "coqa-dev"}  # coqa-dev: tests/test_coqa.py
     assert (off["cbt"].size, off["cbt"].sha256) == (
         120_547_669, "932df0cadc1337b2a12b4c696b1041c1d1c6d4b6bd319874c6288f02e4a61e92")
     assert off["enwik8"].url == "http://mattmahoney.net/dc/enwik8.zip" and off["text8"].url.endswith("/dc/text8.zip")
