@@ -744,15 +744,27 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int,
             w, h, k = weight[i], prv[i], nxt[j]
             x, y = sym[h], sym[k]
             if x >= 0:  # left neighbour: (x, a) becomes (x, new)
-                _decrease(pair_counts, where, (x, a), w)
-                pair_counts[(x, new)] += w
-                where[(x, new)].append(h)
-                created.add((x, new))
+                p = (x, a)
+                if pair_counts[p] == w:  # its last occurrence: forget the pair and its positions
+                    del pair_counts[p]
+                    where.pop(p, None)
+                else:
+                    pair_counts[p] -= w
+                p = (x, new)
+                pair_counts[p] += w
+                where[p].append(h)
+                created.add(p)
             if y >= 0:  # right neighbour: (b, y) becomes (new, y)
-                _decrease(pair_counts, where, (b, y), w)
-                pair_counts[(new, y)] += w
-                where[(new, y)].append(i)
-                created.add((new, y))
+                p = (b, y)
+                if pair_counts[p] == w:
+                    del pair_counts[p]
+                    where.pop(p, None)
+                else:
+                    pair_counts[p] -= w
+                p = (new, y)
+                pair_counts[p] += w
+                where[p].append(i)
+                created.add(p)
             sym[i], sym[j] = new, -1
             nxt[i], prv[k] = k, i
         pair_counts.pop(pair, None)
@@ -763,15 +775,6 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int,
             if c > 0:
                 push(heap, key(p, c))
     return merges
-
-
-def _decrease(pair_counts: dict, where: dict, pair: tuple[int, int], w: int) -> None:
-    c = pair_counts[pair] - w
-    if c:
-        pair_counts[pair] = c
-    else:  # no occurrence left: forget the pair and its (now stale) positions
-        del pair_counts[pair]
-        where.pop(pair, None)
 
 
 def train_from_counts(counts: Mapping[bytes, int], vocab_size: int,
@@ -802,7 +805,7 @@ def _count_in_workers(text: str, pattern: str, specials: list[str], workers: int
         return count_pretokens([text], pattern, specials)
     split = _special_splitter(specials)
     parts = split(text) if split else [text]
-    size = len(text) // (2 * workers) + 1
+    size = len(text) // workers + 1
     if pattern in _CUT_SAFE_PATTERNS:  # long parts are cut where no pre-token can span the cut
         parts = [p for part in parts for p in _cut_every(part, size)]
     batches: list[list[str]] = [[]]
@@ -813,12 +816,16 @@ def _count_in_workers(text: str, pattern: str, specials: list[str], workers: int
             filled = 0
         batches[-1].append(part)
         filled += len(part)
+    if len(batches) == 1:
+        return count_pretokens(batches[0], pattern, ())
     import multiprocessing
 
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers) as pool:
-        return merge_counts(pool.imap_unordered(_count_chunk, [(b, pattern) for b in batches]))
+    with ctx.Pool(min(workers, len(batches)) - 1) as pool:  # this process counts one batch itself
+        others = pool.map_async(_count_chunk, [(b, pattern) for b in batches[1:]])
+        first = _count_chunk((batches[0], pattern))
+        return merge_counts([first, *others.get()])
 
 
 # ---------------------------------------------------------------------------------------------
