@@ -4,19 +4,19 @@ Fast checks (every run): the Colab set-up cell of every chapter carries the one 
 the table of contents lists every chapter notebook, chapters are committed with outputs and without errors, and
 every chapter ends with exercises whose solutions are hidden.
 
-Slow browser check: ``jupyter-book build . -W -n --keep-going`` (warnings are errors), then headless Chromium opens
-every chapter page, which must exist, show no Python traceback or stderr output, and show as many figures as its
-notebook has image outputs. Screenshots go to ``_build/screenshots/``. Without Chromium the check fails under CI
+Slow browser check: ``jupyter-book build . -W -n --keep-going`` (warnings are errors), then headless Chromium (1280 px
+wide, network blocked; driven over the DevTools protocol, tests/_chromium.py) opens every chapter page, which must
+exist, show no Python traceback or stderr output, show as many figures as its notebook has image outputs, have no
+code, output, table or formula block wider than the content column, and render its math with the local MathJax.
+Whole-page screenshots of the model chapter, the claims ledger and the reproduce page go to ``_build/screenshots/``. Without Chromium the check fails under CI
 (``CI=true``) and is skipped elsewhere.
 """
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -25,6 +25,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "book" / "_tools"))
 import sync_notebooks  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))
+import _chromium  # noqa: E402
 
 CHAPTERS = sync_notebooks.chapter_notebooks(ROOT)
 CHAPTER_IDS = [p.stem for p in CHAPTERS]
@@ -83,49 +86,104 @@ def test_chapter_ends_with_exercises_and_hidden_solutions(path):
     assert re.search(r":class: dropdown", tail), f"{path.name}: solutions are not behind a toggle"
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
+MATHJAX = ROOT / "_build" / "mathjax" / "node_modules" / "mathjax" / "es5" / "tex-mml-chtml.js"
+SCREENSHOTS = ("model", "paper_claims", "reproduce")  # whole-page screenshots at 1280 px, for the reader to look at
 
 
-def _chrome(binary: str, *args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}"]
-        return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=timeout)
+def _browser_or_skip() -> str:
+    binary = _chromium.find_chromium()
+    if binary is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Chromium is not installed (apt-get install -y chromium)")
+        pytest.skip("Chromium is not installed; the browser check runs in CI")
+    return binary
+
+
+def _page(html: str) -> str:
+    """A self-contained page for the checker's own tests, laid out like the book's (an article column)."""
+    return ("<!DOCTYPE html><html><head><style>article{width:600px;font-family:monospace}</style></head>"
+            f"<body><article class='bd-article'>{html}</article></body></html>")
+
+
+@pytest.mark.browser
+def test_overflow_check_reports_a_wide_code_block_and_a_wide_table(tmp_path):
+    """The checker itself: a 300-character code line and a wide table are reported, a short one is not."""
+    binary = _browser_or_skip()
+    page = tmp_path / "page.html"
+    page.write_text(_page("<pre>" + "x" * 300 + "</pre><pre>short</pre>"
+                          "<table><tr><td style='white-space:nowrap'>" + "wide " * 200 + "</td></tr></table>"))
+    with _chromium.Chromium(binary) as browser:
+        browser.open(page.as_uri())
+        found = browser.evaluate(_chromium.OVERFLOW_JS)["found"]
+    assert len(found) == 2 and found[0].startswith("<pre") and found[1].startswith("<table"), found
+
+
+@pytest.mark.browser
+def test_math_check_reports_math_that_was_not_rendered(tmp_path):
+    """The checker itself: a math node without MathJax (what a CDN-only page shows offline) is reported raw."""
+    binary = _browser_or_skip()
+    page = tmp_path / "page.html"
+    page.write_text(_page(r'<p>Loss <span class="math notranslate nohighlight">\(p(x)\)</span>.</p>'))
+    with _chromium.Chromium(binary) as browser:
+        browser.open(page.as_uri())
+        math = browser.evaluate(_chromium.MATH_JS)
+    assert not math["loaded"] and math["nodes"] == 1 and math["rendered"] == 0 and math["raw"] == [r"\(p(x)\)"]
+    assert math["rawDelimiters"] == 1
 
 
 @pytest.mark.slow
 @pytest.mark.browser
 def test_book_builds_with_warnings_as_errors_and_every_page_renders():
-    """`jupyter-book build . -W -n --keep-going` succeeds; each chapter page opens in Chromium, shows no traceback or
-    error/stderr output, and shows all the figures its notebook holds."""
-    binary = _chromium()
-    if binary is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Chromium is not installed (apt-get install -y chromium)")
-        pytest.skip("Chromium is not installed; the browser check runs in CI")
+    """`jupyter-book build . -W -n --keep-going` succeeds; each chapter page opens in Chromium (1280 px wide, network
+    blocked), shows no traceback or error/stderr output, shows all the figures its notebook holds, has no code cell,
+    output, table or display formula wider than the content column, and renders every formula with the local
+    MathJax (no raw TeX); the claims ledger links to cells that exist."""
+    binary = _browser_or_skip()
+    assert MATHJAX.is_file(), ("MathJax is not installed for the book: "
+                               "npm install --prefix _build/mathjax mathjax@3 (the README's build command)")
     build = subprocess.run(["jupyter-book", "build", ".", "-W", "-n", "--keep-going"], cwd=ROOT,
                            capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, f"book build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
 
+    html = ROOT / "_build" / "html"
     shots = ROOT / "_build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    for path in CHAPTERS:
-        page = ROOT / "_build" / "html" / "book" / f"{path.stem}.html"
-        assert page.is_file(), f"no page for {path.name}"
-        dom = _chrome(binary, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()).stdout
-        assert "</html>" in dom, f"{page.name}: Chromium returned no DOM"
-        dom = re.sub(r"<(style|script)\b.*?</\1>", "", dom, flags=re.S)  # CSS names token classes "Traceback"
-        assert "Traceback" not in dom, f"{page.name} shows a Python traceback"
-        for css in ("output_stderr", "output stderr", "output error", "output traceback"):
-            assert css not in dom, f"{page.name} shows {css!r} output"
-        shown = len(re.findall(r'<img[^>]+src="[^"]*_images/[^"]+\.(?:png|svg)"', dom))  # output figures
-        expected = _images(nbformat.read(path, as_version=4))
-        assert shown >= expected, f"{page.name}: {shown} figures shown, {expected} expected"
-        shot = _chrome(binary, "--window-size=1280,2400", f"--screenshot={shots / (path.stem + '.png')}",
-                       page.as_uri())
-        assert (shots / f"{path.stem}.png").is_file(), f"{page.name}: no screenshot ({shot.stderr[-500:]})"
+    overflow, math_pages = [], []
+    with _chromium.Chromium(binary, width=1280) as browser:
+        for path in CHAPTERS:
+            page = html / "book" / f"{path.stem}.html"
+            assert page.is_file(), f"no page for {path.name}"
+            browser.open(page.as_uri())
+            math = browser.evaluate(_chromium.MATH_JS)
+            dom = browser.html()
+            assert "</html>" in dom, f"{page.name}: Chromium returned no DOM"
+            text = re.sub(r"<(style|script)\b.*?</\1>", "", dom, flags=re.S)  # CSS names token classes "Traceback"
+            assert "Traceback" not in text, f"{page.name} shows a Python traceback"
+            for css in ("output_stderr", "output stderr", "output error", "output traceback"):
+                assert css not in text, f"{page.name} shows {css!r} output"
+            shown = len(re.findall(r'<img[^>]+src="[^"]*_images/[^"]+\.(?:png|svg)"', text))  # output figures
+            expected = _images(nbformat.read(path, as_version=4))
+            assert shown >= expected, f"{page.name}: {shown} figures shown, {expected} expected"
+
+            # math: rendered offline by the local MathJax, none left as raw TeX
+            assert all(not src.startswith("http") for src in math["src"]), f"{page.name} loads MathJax from {math['src']}"
+            assert not math["raw"] and not math["rawDelimiters"], (
+                f"{page.name}: math not rendered offline: {math['raw'][:3]} ({math['rawDelimiters']} raw delimiters)")
+            if math["nodes"]:
+                assert math["loaded"] and math["rendered"] >= math["nodes"], f"{page.name}: {math}"
+                math_pages.append(path.stem)
+
+            # no horizontal overflow of code, outputs, tables or display math
+            overflow += [f"{page.name}: {o}" for o in browser.evaluate(_chromium.OVERFLOW_JS)["found"]]
+            if path.stem in SCREENSHOTS:
+                browser.screenshot(shots / f"{path.stem}.png")
+                assert (shots / f"{path.stem}.png").is_file(), f"{page.name}: no screenshot"
+
+            # every link within the book reaches a page and an anchor that exist
+            for target, anchor in re.findall(r'<a[^>]+href="(?!https?:|mailto:|#)([^"#]+\.html)#([^"]+)"', dom):
+                linked = (page.parent / target).resolve()
+                assert linked.is_file(), f"{page.name} links to a missing page {target}"
+                assert f'id="{anchor}"' in linked.read_text(encoding="utf-8"), (
+                    f"{page.name} links to {target}#{anchor}, which has no such anchor")
+    assert not overflow, "blocks wider than the content column at 1280 px:\n" + "\n".join(overflow)
+    assert "model" in math_pages, f"the model chapter's formulas were not found (pages with math: {math_pages})"

@@ -1,0 +1,125 @@
+"""The paper-claims ledger page (book/paper_claims.ipynb), rendered from tests/paper_claims.toml.
+
+Everything the page says about the claims is computed here from the data, so it cannot go stale: the counts by
+status and by section, the sections covered, the statuses' meanings (only those in use), and one entry per claim
+with links to the cell that shows it (``{ref}`` to the label that ``book/_ext/cell_anchors.py`` gives each
+``claim-*`` cell) and to the source of each test that asserts it (on the repository of ``_config.yml``).
+tests/test_claims.py checks that every link target exists.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    try:
+        import tomli as tomllib
+    except ImportError:
+        from pip._vendor import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+LEDGER = ROOT / "tests" / "paper_claims.toml"
+
+STATUS = {  # meaning, sphinx-design badge colour
+    "reproduced": ("a test in `tests/` asserts it against gpt2lib and an independent reference", "success"),
+    "shown": ("a chapter demonstrates it, usually with an `assert` in the cell that the test suite runs", "info"),
+    "cited": ("taken from the paper, not reproducible on this book's hardware or data", "secondary"),
+    "pending": ("a later chapter will show it", "warning"),
+}
+
+
+def repository(root: Path = ROOT) -> tuple[str, str]:
+    """``repository.url`` and ``repository.branch`` of ``_config.yml``."""
+    import yaml
+
+    repo = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))["repository"]
+    return repo["url"], repo.get("branch", "main")
+
+
+def load(path: Path = LEDGER) -> dict:
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def section_key(section: str) -> tuple:
+    """The paper's order: the abstract, then §1, §2, §2.1, ... numerically."""
+    if not section[0].isdigit():
+        return (0, section)
+    return (1, *(int(part) for part in section.split(".")))
+
+
+def section_name(section: str) -> str:
+    return section if not section[0].isdigit() else f"§{section}"
+
+
+def cell_label(claim: dict) -> str:
+    """The Sphinx label of the cell that shows the claim (as book/_ext/cell_anchors.py makes it)."""
+    return f"{PurePosixPath(claim['chapter']).stem}-{claim['tag']}"
+
+
+def source_url(node_id: str, repo_url: str, branch: str = "main") -> str:
+    """The source of the test file of a pytest node id ("tests/test_x.py::test_y") on the repository."""
+    return f"{repo_url.rstrip('/')}/blob/{branch}/{node_id.partition('::')[0]}"
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def intro_markdown(claims: list[dict]) -> str:
+    """Counts by status and by section, the sections covered and the statuses' meanings."""
+    statuses = [s for s in STATUS if any(c["status"] == s for c in claims)]
+    sections = sorted({c["section"] for c in claims}, key=section_key)
+    by_status = Counter(c["status"] for c in claims)
+    counts = Counter((c["section"], c["status"]) for c in claims)
+    covered = ", ".join(section_name(s) for s in sections)
+    lines = [f"**{len(claims)} claims** from {len(sections)} parts of the paper ({covered}): "
+             + ", ".join(f"{by_status[s]} {s}" for s in statuses) + ".", "",
+             "| part of the paper | " + " | ".join(statuses) + " | all |",
+             "| --- | " + " | ".join("---:" for _ in statuses) + " | ---: |"]
+    for sec in sections:
+        row = [counts[sec, s] or "" for s in statuses]
+        lines.append(f"| {section_name(sec)} | " + " | ".join(map(str, row))
+                     + f" | {sum(counts[sec, s] for s in statuses)} |")
+    lines.append("| **all** | " + " | ".join(f"**{by_status[s]}**" for s in statuses) + f" | **{len(claims)}** |")
+    lines += ["", "Status:", ""]
+    lines += [f"* {{bdg-{STATUS[s][1]}}}`{s}` {STATUS[s][0]}" + (";" if s != statuses[-1] else ".")
+              for s in statuses]
+    return "\n".join(lines)
+
+
+def claim_markdown(claim: dict, repo_url: str, branch: str = "main") -> str:
+    """One claim: a line with its section, status and id, then its text, where it is shown and what asserts it."""
+    status = claim["status"]
+    head = (f"{section_name(claim['section'])} {{bdg-{STATUS[status][1]}}}`{status}` "
+            f"<small>`{claim['id']}`</small>")
+    details = []
+    if claim["chapter"]:
+        chapter = PurePosixPath(claim["chapter"]).name
+        details.append(f"shown in {{ref}}`{chapter}, cell {claim['tag']} <{cell_label(claim)}>`")
+    if claim["tests"]:
+        details.append("asserted by " + ", ".join(
+            f"[`{node_id.partition('::')[2]}`]({source_url(node_id, repo_url, branch)})" for node_id in claim["tests"]))
+    body = [f": {_inline(claim['claim'])}"]
+    if details:
+        body.append(f": {'; '.join(details)}")
+    if claim.get("why", "").strip():
+        body.append(f": *Why not (fully) reproduced:* {_inline(claim['why'])}")
+    return "\n".join([head, *body])
+
+
+def claims_markdown(claims: list[dict], repo_url: str, branch: str = "main") -> str:
+    """Every claim, in the paper's order, as one definition-list entry each."""
+    ordered = sorted(claims, key=lambda c: section_key(c["section"]))  # stable: the file's order within a part
+    return "\n\n".join(claim_markdown(c, repo_url, branch) for c in ordered)
+
+
+def links(claims: list[dict], repo_url: str, branch: str = "main") -> tuple[set[str], set[str]]:
+    """The cell labels and the test-source URLs the page links to."""
+    labels = {cell_label(c) for c in claims if c["chapter"]}
+    urls = {source_url(t, repo_url, branch) for c in claims for t in c["tests"]}
+    return labels, urls
