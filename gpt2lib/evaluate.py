@@ -464,7 +464,13 @@ METRIC_UNITS: dict[str, str] = {
     "byte_perplexity": "exp(sum NLL / sum UTF-8 bytes of the page)",
     "bits_per_byte": "sum NLL / ln 2 / sum UTF-8 bytes of the page",
     "acc": "% of examples", "acc_last_token": "% of passages", "acc_stopword_filter": "% of passages",
-    "chars": "count",
+    "chars": "count", "acc_full": "% of schemas (full scoring)", "bleu": "corpus BLEU",
+    "exact_match": "% of questions", "acc_top1pct": "% of the 1% most confident",
+    "f1": "mean F1 (0-100)", "rouge1": "ROUGE-1 F1", "rouge2": "ROUGE-2 F1", "rougeL": "ROUGE-L F1",
+    "rouge_avg": "mean of R-1, R-2, R-L",
+    # task-specific units take precedence over the generic ones above
+    "lambada/acc": "% of passages, every target token greedy", "lambada/ppl": "exp(mean NLL of the target word)",
+    "lambada/ppl_token": "exp(NLL / target BPE tokens)", "winograd/acc": "% of schemas (partial scoring)",
 }
 
 
@@ -618,8 +624,9 @@ def results_table(results: Sequence[TaskResult]) -> str:
             elif key in PAPER_TEXT_RESULTS:
                 paper[-1] = f"{PAPER_TEXT_RESULTS[key][0]:g}"
                 source = PAPER_TEXT_RESULTS[key][1]
-            shown = f"{int(value):,}" if METRIC_UNITS.get(metric) == "count" else f"{value:.4g}"
-            lines.append(f"| {r.task} | {metric} | {shown} | {METRIC_UNITS.get(metric, '')} | {r.model} | "
+            unit = METRIC_UNITS.get(f"{r.task}/{metric}", METRIC_UNITS.get(metric, ""))
+            shown = f"{int(value):,}" if unit == "count" else f"{value:.4g}"
+            lines.append(f"| {r.task} | {metric} | {shown} | {unit} | {r.model} | "
                          f"{r.n_examples} | " + " | ".join(paper) + f" | {source} |")
     notes = [f"- {r.task}: " + ", ".join(f"{k}={v}" for k, v in r.settings.items()) for r in results if r.settings]
     if notes:
