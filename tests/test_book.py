@@ -187,3 +187,26 @@ def test_book_builds_with_warnings_as_errors_and_every_page_renders():
                     f"{page.name} links to {target}#{anchor}, which has no such anchor")
     assert not overflow, "blocks wider than the content column at 1280 px:\n" + "\n".join(overflow)
     assert "model" in math_pages, f"the model chapter's formulas were not found (pages with math: {math_pages})"
+
+
+def test_bibliography_is_author_year_with_et_al_and_titles_as_written():
+    """book/_ext/bib_style.py formats references.bib with the labels the text cites ("Radford et al., 2019"),
+    "et al." for a trailing "others" (never "and others"), and titles keeping their capitals."""
+    import pybtex.database
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import bib_style
+
+    bib = pybtex.database.parse_file(str(ROOT / "book" / "references.bib"))
+    entries = list(bib_style.Style().format_entries(bib.entries.values()))
+    labels = {e.key: e.label for e in entries}
+    texts = {e.key: e.text.render_as("text") for e in entries}
+    assert labels["radford2019language"] == "Radford et al., 2019"
+    assert labels["karpathy2022nanogpt"] == "Karpathy, 2022"
+    assert labels["chowdhery2022palm"] == "Chowdhery et al., 2022"
+    assert all(re.fullmatch(r".+, (\d{4}[a-z]?|n\.d\.)", label) for label in labels.values()), labels
+    assert len(set(labels.values())) == len(labels), "two entries share a label"
+    assert "nanoGPT" in texts["karpathy2022nanogpt"]
+    assert "Reproducing GPT-2 (124M) in llm.c" in texts["karpathy2024llmc"]
+    assert "PaLM: Scaling Language Modeling with Pathways" in texts["chowdhery2022palm"]
+    assert not [k for k, t in texts.items() if "and others" in t or "\\$" in t]
