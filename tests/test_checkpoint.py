@@ -157,3 +157,47 @@ def test_sigkill_during_repeated_saves_leaves_a_loadable_checkpoint(tmp_path):
         assert step >= 1
         assert all(torch.all(p == step) for p in model.parameters())  # the weights of that very step
         json.loads((latest_checkpoint(tmp_path) / "state.json").read_text())
+
+
+@pytest.mark.parametrize("name, damage", [("model.safetensors", "truncate"), ("optimizer.safetensors", "truncate"),
+                                          ("model.safetensors", "garbage"), ("state.json", "truncate"),
+                                          ("optimizer.safetensors", "missing")])
+def test_a_damaged_checkpoint_is_an_error_naming_the_file(tmp_path, name, damage):
+    """A truncated, overwritten or missing file raises CheckpointError naming it (not safetensors' bare
+    SafetensorError or a JSON error naming no file), before the model is changed."""
+    model, opt = _trained()
+    path = save_checkpoint(tmp_path, model=model, step=1, optimizer=opt) / name
+    raw = path.read_bytes()
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"\x07" * 100)
+    fresh = GPT2(CFG)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(tmp_path, model=fresh, optimizer=torch.optim.AdamW(fresh.parameters()))
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())
+
+
+def test_a_pointer_naming_something_else_is_refused(tmp_path):
+    model, _ = _trained()
+    save_checkpoint(tmp_path, model=model, step=1)
+    (tmp_path / "latest").write_text("../../etc\n")
+    with pytest.raises(CheckpointError, match="does not name a checkpoint"):
+        latest_checkpoint(tmp_path)
+
+
+def test_the_next_save_removes_temporaries_of_killed_saves_only(tmp_path):
+    """Folders `.tmp-ckpt-<step>-<id>[.<pid>]` of dead processes go at the next save; a live process's, and
+    anything not named like the trainer's temporaries, stay."""
+    import os
+
+    model, _ = _trained()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = [f".tmp-ckpt-00000002-0123abcd.{dead}", ".tmp-ckpt-00000002-0123abce"]
+    keep = [f".tmp-ckpt-00000002-0123abcf.{os.getpid()}", ".tmp-ckpt-notes", "ckpt-notes"]
+    for n in stale + keep:
+        (tmp_path / n).mkdir()
+    save_checkpoint(tmp_path, model=model, step=3)
+    assert not any((tmp_path / n).exists() for n in stale) and all((tmp_path / n).is_dir() for n in keep)

@@ -314,3 +314,95 @@ def test_max_time_stops_every_ddp_rank_at_the_same_step(tmp_path, tiny_data):
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "rank0").read_text() == "1" and (tmp_path / "rank1").read_text() == "1"
     assert load_checkpoint(tmp_path / "run", restore_rng=False)["step"] == 1
+
+
+# --- settings are checked up front; the log survives a torn line ----------------------------------------------
+@pytest.mark.parametrize("field, bad", [("micro_batch_size", 0), ("block_size", 0), ("log_interval", 0),
+                                        ("tokens_per_step", 0), ("max_steps", -5), ("save_interval", -1),
+                                        ("eval_batches", -1), ("grad_clip", -1.0), ("grad_clip", float("nan")),
+                                        ("seed", -1), ("seed", 2**32), ("lr", 0.0), ("lr", float("inf")),
+                                        ("min_lr", 1.0), ("beta2", 1.0), ("eps", 0.0), ("dropout", 1.0),
+                                        ("model", "gpt5"), ("precision", "fp8"), ("device", "toaster"),
+                                        ("keep_checkpoints", 0), ("micro_batch_size", 1.5)])
+def test_bad_settings_are_refused_naming_the_field(field, bad):
+    from gpt2lib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{field}: ") as e:
+        TrainConfig(**{field: bad})
+    assert e.value.option == field
+
+
+@settings(max_examples=40, deadline=None)
+@given(field=st.sampled_from(["micro_batch_size", "block_size", "log_interval", "max_steps", "save_interval",
+                              "eval_batches", "eval_interval", "warmup_steps", "keep_checkpoints"]),
+       value=st.integers(-10**6, 10**6))
+def test_integer_settings_accept_exactly_their_range(field, value):
+    """>= 1 for sizes and intervals that divide, >= 0 for counts where 0 means 'none' / 'only at the end'."""
+    from gpt2lib.errors import ConfigError
+
+    low = 1 if field in ("micro_batch_size", "block_size", "log_interval", "keep_checkpoints") else 0
+    kw = {field: value}
+    if field in ("micro_batch_size", "block_size"):  # keep tokens_per_step a multiple of the micro-batch
+        kw["tokens_per_step"] = value * (16 if field == "block_size" else 1024) if value >= 1 else 1024
+    if value >= low:
+        assert getattr(TrainConfig(**kw), field) == value
+    else:
+        with pytest.raises(ConfigError, match=f"^{field}: must be an integer >= {low}"):
+            TrainConfig(**kw)
+
+
+def test_resume_and_overwrite_together_are_refused():
+    from gpt2lib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="overwrite"):
+        TrainConfig(resume=True, overwrite=True)
+
+
+def _log_bytes(n: int) -> bytes:
+    return b"".join(json.dumps({"step": i, "loss": 1.0 / i, "val_loss": None}).encode() + b"\n"
+                    for i in range(1, n + 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 6), data=st.data())
+def test_a_log_cut_anywhere_reads_as_its_complete_records(tmp_path_factory, n, data):
+    """A log cut at any byte (a kill mid-write) reads as the records written whole before the cut; zeros
+    after the cut (a power loss) change nothing."""
+    from gpt2lib.train import read_log
+
+    full = _log_bytes(n)
+    cut = data.draw(st.integers(0, len(full)))
+    zeros = data.draw(st.integers(0, 8))
+    path = tmp_path_factory.mktemp("log") / "log.jsonl"
+    path.write_bytes(full[:cut] + b"\0" * zeros)
+    expect = [json.loads(line) for line in full[:cut].split(b"\n") if line.strip() and _is_json(line)]
+    assert read_log(path) == expect
+    assert [r["step"] for r in expect] == list(range(1, len(expect) + 1))
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except ValueError:
+        return False
+
+
+def test_resume_repairs_a_torn_last_log_line_and_refuses_a_torn_middle_one(tmp_path, tiny_data, capsys):
+    from gpt2lib.train import LogError
+
+    train(_cfg(tiny_data, tmp_path, max_steps=4, eval_interval=0, lr_decay_steps=8), model=_tiny_model(50257))
+    log = tmp_path / "log.jsonl"
+    good = log.read_bytes()
+    log.write_bytes(good + b'{"step": 5, "lo')
+    capsys.readouterr()
+    train(_cfg(tiny_data, tmp_path, max_steps=6, eval_interval=0, lr_decay_steps=8, resume=True), model=_tiny_model(50257))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dropped its incomplete last line" in err and str(log) in err
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+    lines = log.read_bytes().split(b"\n")
+    torn = b"\n".join(lines[:1] + [lines[1][:10]] + lines[2:])
+    log.write_bytes(torn)
+    with pytest.raises(LogError, match=r"log\.jsonl, line 2: not a JSON record"):
+        train(_cfg(tiny_data, tmp_path, max_steps=8, eval_interval=0, lr_decay_steps=8, resume=True), model=_tiny_model(50257))
+    assert log.read_bytes() == torn  # left as it was, for the user to look at
