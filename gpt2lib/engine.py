@@ -30,6 +30,7 @@ are maps over the same partitions, reduced in the driver.
 """
 from __future__ import annotations
 
+import logging
 import operator
 import os
 from collections import Counter
@@ -151,7 +152,7 @@ class DaskEngine(SerialEngine):
             if workers < 1:
                 raise ValueError(f"workers must be >= 1, got {workers}")
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
+                                         dashboard_address=":0", silence_logs=logging.ERROR)  # any free port
             self.client = Client(self._cluster)
             self.workers = workers
 
@@ -331,7 +332,7 @@ def run_engine(stages: Sequence[Stage | GroupStage], items: Iterable | None = No
 
 
 def _encode_texts(tokenizer, texts: list[str]) -> list:
-    return [list(ids) for ids in tokenizer.encode_batch(texts)]
+    return tokenizer.encode_batch(texts)
 
 
 class _Pretokenized:
