@@ -128,8 +128,28 @@ def _config_error(e) -> str:
     return f"--{e.option.replace('_', '-')}: {e.detail}"
 
 
-def _add_train(sub) -> None:
+def _preset_in(argv: list[str] | None) -> str | None:
+    """The --preset NAME of a `train` command line (so that --help can show that preset's own defaults)."""
+    from gpt2lib.train import PRESETS
+
+    argv = list(argv or [])
+    if "train" not in argv:
+        return None
+    argv = argv[argv.index("train") + 1:]
+    for i, a in enumerate(argv):
+        name = a.split("=", 1)[1] if a.startswith("--preset=") else argv[i + 1] if a == "--preset" and \
+            i + 1 < len(argv) else None
+        if name in PRESETS:
+            return name
+    return None
+
+
+def _add_train(sub, preset: str | None = None) -> None:
     from gpt2lib.train import PRESETS, TrainConfig
+
+    # --help shows the defaults of the --preset given on the command line, else TrainConfig's own
+    shown = TrainConfig.preset(preset) if preset else None
+    origin = f" of preset {preset}" if preset else ""
 
     p = sub.add_parser("train", help="train a GPT-2 on prepared token shards", allow_abbrev=False,
                        description="Train GPT-2 (GPT-2 §2.3). Settings: --preset < --config < flags < --set. "
@@ -142,11 +162,13 @@ def _add_train(sub) -> None:
         base, nullable = _field_type(f)
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = dict(dest="cfg_" + f.name, default=argparse.SUPPRESS)
+        default = getattr(shown, f.name) if shown is not None else f.default
+        help_text = f"(default{origin} {default})".replace("%", "%%")
         if base is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"(default {f.default})", **kw)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text, **kw)
         else:
             p.add_argument(flag, type=lambda s, n=f.name: _argtype(n, s), metavar=base.__name__.upper(),
-                           help=f"(default {f.default})", **kw)
+                           help=help_text, **kw)
     p.set_defaults(func=_cmd_train)
 
 
@@ -284,21 +306,10 @@ def _cmd_train(args) -> int:
 def _cmd_sample(args) -> int:
     import torch
 
-    from gpt2lib.checkpoint import POINTER, latest_checkpoint, load_checkpoint
-    from gpt2lib.data import load_tokenizer
-    from gpt2lib.model import GPT2, GPT2Config
+    from gpt2lib.resolve import resolve_model
 
-    if (Path(args.model) / "config.json").is_file() and not (Path(args.model) / POINTER).exists():
-        model = GPT2.from_pretrained(args.model)
-        tok = _load_tokenizer(args.tokenizer or "gpt2")
-    else:
-        ckpt = latest_checkpoint(args.model)
-        state = json.loads((ckpt / "state.json").read_text())
-        model = GPT2(GPT2Config.from_dict(state["config"]["model"]))
-        load_checkpoint(ckpt, model=model, restore_rng=False)
-        tok = _load_tokenizer(args.tokenizer) if args.tokenizer else \
-            load_tokenizer(state["config"]["train_full"]["data_dir"])
-    model.eval()
+    resolved = resolve_model(args.model, tokenizer=_load_tokenizer(args.tokenizer) if args.tokenizer else None)
+    model, tok = resolved.model, resolved.tokenizer
     gen = torch.Generator().manual_seed(args.seed)
     ids = tok.encode(args.prompt) or [tok.eot]
     for i in range(args.num_samples):
@@ -308,7 +319,8 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``argv`` only decides which preset's defaults `train --help` shows."""
     parser = argparse.ArgumentParser(prog="gpt2lib", description="GPT-2 (Radford et al. 2019): data, training, "
                                                                  "sampling.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -347,11 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.set_defaults(func=_cmd_webtext)
 
-    _add_train(sub)
+    _add_train(sub, _preset_in(argv))
 
     p = sub.add_parser("sample", help="generate text from a training run or a pretrained folder")
-    p.add_argument("--model", required=True, help="a run folder (out_dir), a checkpoint folder, or a "
-                                                  "save_pretrained folder")
+    p.add_argument("--model", required=True, help="a train output folder (--out-dir), a checkpoint folder, a "
+                                                  "Hugging Face folder, zoo:<name> or a hub id")
     p.add_argument("--tokenizer", help="'gpt2' or a BytePairTokenizer file (default: the run's data tokenizer)")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--max-new-tokens", type=int, default=200)
@@ -382,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gpt2lib.errors import ConfigError, GPT2LibError
 
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.argv = argv
     try:

@@ -639,23 +639,8 @@ def results_table(results: Sequence[TaskResult]) -> str:
 
 
 def load_model(spec: str, device: str = "cpu") -> torch.nn.Module:
-    """``"zoo:<name>"`` (gpt2lib.zoo), a local Hugging Face-layout folder, or a hub id (online only)."""
-    from gpt2lib.model import GPT2
+    """The model ``spec`` names: a train output folder, a checkpoint folder, a Hugging Face folder, ``zoo:<name>``
+    or a hub id (online only); see :func:`gpt2lib.resolve.resolve_model`."""
+    from gpt2lib.resolve import resolve_model
 
-    if spec.startswith("zoo:"):
-        from gpt2lib.zoo import load_pretrained_tiny
-
-        model, _ = load_pretrained_tiny(spec[4:])  # KeyError naming the known models
-    elif Path(spec).is_dir():
-        model = GPT2.from_pretrained(spec)
-    else:
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
-            raise RuntimeError(
-                f"--model {spec}: not a local folder, and the Hugging Face hub is offline "
-                "(HF_HUB_OFFLINE=1). Download the weights while online, or pass a folder or zoo:<name>."
-            )
-        try:
-            model = GPT2.from_pretrained(spec)
-        except OSError as e:
-            raise RuntimeError(f"--model {spec}: could not load from the hub (offline?): {e}") from e
-    return model.to(device).eval()
+    return resolve_model(spec, device).model

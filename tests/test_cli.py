@@ -87,3 +87,98 @@ def test_end_to_end_tokenizer_prepare_train_sample(tmp_path, capsys):
                  "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("--- sample 1 ---\nTo be")
+
+
+# --------------------------------------------------------------------------------------------------
+# One model resolution (gpt2lib.resolve) for sample, eval and the Python API
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A 2-step cpu-tiny run written by `train --out-dir run/` (byte tokenizer of 300 tokens)."""
+    tmp = tmp_path_factory.mktemp("resolve")
+    text = tmp / "corpus.txt"
+    text.write_text("\n\n".join(f"To be, or not to be, that is question {i}." for i in range(200)))
+    assert main(["train-tokenizer", "--input", str(text), "--vocab-size", "300", "--out", str(tmp / "bpe.json")]) == 0
+    assert main(["prepare", "--input", str(text), "--tokenizer", str(tmp / "bpe.json"), "--out", str(tmp / "data"),
+                 "--val-fraction", "0.1"]) == 0
+    assert main(["train", "--preset", "cpu-tiny", "--data-dir", str(tmp / "data"), "--out-dir", str(tmp / "run"),
+                 "--max-steps", "2", "--block-size", "32", "--tokens-per-step", "512", "--eval-interval", "0",
+                 "--sample-tokens", "0", "--no-progress"]) == 0
+    return tmp
+
+
+def test_one_resolution_loads_a_run_its_checkpoint_and_a_hugging_face_folder_alike(trained_run, capsys):
+    """The train output folder, the checkpoint folder it points to and a save_pretrained folder of the same model
+    give the same logits, through resolve_model, evaluate.load_model (what `eval --model` calls) and `sample`."""
+    import torch
+
+    from gpt2lib.checkpoint import latest_checkpoint
+    from gpt2lib.evaluate import load_model
+    from gpt2lib.resolve import resolve_model, source_kind
+
+    run = trained_run / "run"
+    ckpt = latest_checkpoint(run)
+    from_run = resolve_model(str(run))
+    assert (from_run.kind, from_run.path) == ("run", ckpt) and from_run.tokenizer.n_vocab == 300
+    hf = trained_run / "hf"
+    from_run.model.save_pretrained(str(hf))
+    assert [source_kind(str(p)) for p in (run, ckpt, hf)] == ["run", "checkpoint", "huggingface"]
+    assert source_kind("zoo:webtext-tiny") == "zoo" and source_kind("openai-community/gpt2") == "hub"
+    x = torch.tensor([[1, 2, 3, 4]])
+    want = from_run.model(x)[0]
+    for spec in (run, ckpt, hf):
+        assert torch.equal(load_model(str(spec))(x)[0], want), spec
+    capsys.readouterr()
+    for spec in (run, ckpt):
+        assert main(["sample", "--model", str(spec), "--prompt", "To be", "--max-new-tokens", "3"]) == 0
+        assert capsys.readouterr().out.startswith("--- sample 1 ---\nTo be")
+    assert main(["sample", "--model", str(hf), "--tokenizer", str(trained_run / "bpe.json"), "--prompt", "To be",
+                 "--max-new-tokens", "3"]) == 0
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda tmp: tmp / "nothing-here", "no such folder"),
+    (lambda tmp: tmp, "the folder holds no model"),
+    (lambda tmp: (tmp / "weights.txt", (tmp / "weights.txt").write_text("x"))[0], "is a file"),
+], ids=["missing-folder", "empty-folder", "a-file"])
+def test_anything_else_is_one_clear_error_naming_what_works(tmp_path, make, match, capsys):
+    """A path that is no model is a ModelSourceError naming the argument and every accepted kind (eval's
+    load_model and the Python API); `sample` exits non-zero with that message."""
+    from gpt2lib.evaluate import load_model
+    from gpt2lib.resolve import ACCEPTED, ModelSourceError
+
+    spec = str(make(tmp_path))
+    with pytest.raises(ModelSourceError, match=match) as err:
+        load_model(spec)
+    assert spec in str(err.value) and ACCEPTED in str(err.value)
+    with pytest.raises(SystemExit) as exit_:
+        main(["sample", "--model", spec])
+    assert exit_.value.code != 0 and match in capsys.readouterr().err
+
+
+def test_offline_hub_id_and_unknown_zoo_name_are_clear_errors(monkeypatch):
+    from gpt2lib.resolve import ModelSourceError, resolve_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelSourceError, match="offline"):
+        resolve_model("gpt2")
+    with pytest.raises(ModelSourceError, match="unknown tiny model 'no-such-model'"):
+        resolve_model("zoo:no-such-model")
+
+
+def test_train_help_shows_the_chosen_presets_defaults(capsys):
+    """`train --preset cpu-tiny --help` lists cpu-tiny's block size and step count, not gpt2-124m's."""
+    from gpt2lib.train import TrainConfig
+
+    for preset in ("cpu-tiny", "gpt2-124m"):
+        with pytest.raises(SystemExit):
+            main(["train", "--preset", preset, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        cfg = TrainConfig.preset(preset)
+        assert f"--block-size INT (default of preset {preset} {cfg.block_size})" in out
+        assert f"--max-steps INT (default of preset {preset} {cfg.max_steps})" in out
+    assert TrainConfig.preset("cpu-tiny").block_size != TrainConfig.preset("gpt2-124m").block_size
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert f"(default {TrainConfig().block_size})" in capsys.readouterr().out

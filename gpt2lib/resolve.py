@@ -1,0 +1,116 @@
+"""Where a model comes from: one resolution for ``sample``, ``eval`` and the Python API (GPT-2 §2.3 weights, §3).
+
+:func:`resolve_model` accepts, in this order:
+
+* ``zoo:<name>``: a small cached model of :mod:`gpt2lib.zoo` (trained on first use);
+* a train output folder (``train --out-dir run/``; it holds the ``latest`` pointer): its latest checkpoint;
+* a checkpoint folder (``run/step-000100/``, it holds ``state.json``);
+* a Hugging Face folder (``save_pretrained``; it holds ``config.json``);
+* a hub id (``gpt2``, ``openai-community/gpt2-medium``), online only.
+
+Anything else is one :class:`ModelSourceError` that names the argument and lists what would have worked.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt2lib.errors import GPT2LibError
+
+KINDS = ("zoo", "run", "checkpoint", "huggingface", "hub")
+ACCEPTED = ("a train output folder (holds 'latest'), a checkpoint folder (holds state.json), a Hugging Face "
+            "folder (holds config.json), zoo:<name> or a Hugging Face hub id")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")
+
+
+class ModelSourceError(GPT2LibError, RuntimeError):
+    """A ``--model`` / ``model=`` argument that names no model gpt2lib can load."""
+
+
+@dataclass
+class ResolvedModel:
+    """A loaded model (in eval mode), the kind of source it came from, and the tokenizer that goes with it."""
+
+    model: Any
+    kind: str
+    path: Path | None
+    tokenizer: Any
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+
+
+def source_kind(spec: str) -> str:
+    """Which kind of source ``spec`` names (one of :data:`KINDS`), without loading anything."""
+    from gpt2lib.checkpoint import POINTER
+
+    if spec.startswith("zoo:"):
+        return "zoo"
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "state.json").is_file():
+            return "checkpoint"
+        if (path / POINTER).is_file():
+            return "run"
+        if (path / "config.json").is_file():
+            return "huggingface"
+        raise ModelSourceError(f"--model {spec}: the folder holds no model; expected {ACCEPTED}")
+    if path.exists():
+        raise ModelSourceError(f"--model {spec}: is a file, not a model; expected {ACCEPTED}")
+    if not _HUB_ID.fullmatch(spec) or spec.startswith((".", "/", "~")):
+        raise ModelSourceError(f"--model {spec}: no such folder; expected {ACCEPTED}")
+    return "hub"
+
+
+def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> ResolvedModel:
+    """Load the model ``spec`` names (see the module docstring) onto ``device``, in eval mode.
+
+    ``tokenizer`` (a loaded tokenizer) overrides the source's own: a run's data tokenizer, a zoo model's tokenizer,
+    GPT-2's for a Hugging Face folder or hub id.
+    """
+    from gpt2lib.checkpoint import latest_checkpoint, load_checkpoint
+    from gpt2lib.data import load_tokenizer
+    from gpt2lib.model import GPT2, GPT2Config
+
+    kind = source_kind(spec)
+    path = None if kind in ("zoo", "hub") else Path(spec)
+    tok = None
+    if kind == "zoo":
+        from gpt2lib.zoo import load_pretrained_tiny
+
+        try:
+            model, tok = load_pretrained_tiny(spec[len("zoo:"):])
+        except KeyError as e:
+            raise ModelSourceError(f"--model {spec}: {e.args[0] if e.args else e}") from e
+    elif kind in ("run", "checkpoint"):
+        ckpt = latest_checkpoint(spec)
+        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        model = GPT2(GPT2Config.from_dict(state["config"]["model"]))
+        load_checkpoint(ckpt, model=model, restore_rng=False)
+        path = ckpt
+        if tokenizer is None:
+            tok = load_tokenizer(state["config"]["train_full"]["data_dir"])
+    elif kind == "huggingface":
+        model = GPT2.from_pretrained(spec)
+    else:
+        if _offline():
+            raise ModelSourceError(f"--model {spec}: not a local folder, and the Hugging Face hub is offline "
+                                   f"(HF_HUB_OFFLINE=1); download the weights while online, or pass {ACCEPTED}")
+        try:
+            model = GPT2.from_pretrained(spec)
+        except OSError as e:
+            raise ModelSourceError(f"--model {spec}: could not load it from the Hugging Face hub ({e}); "
+                                   f"expected {ACCEPTED}") from e
+    if tokenizer is not None:
+        tok = tokenizer
+    elif tok is None:
+        from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+        tok = get_gpt2_tokenizer()
+    return ResolvedModel(model=model.to(device).eval(), kind=kind, path=path, tokenizer=tok)
+
