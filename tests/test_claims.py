@@ -308,3 +308,40 @@ def test_byte_level_base_vocabulary_is_256_and_covers_any_string():
 
     roundtrip()
     assert tok.decode(tok.encode("日本語 🐕 dog\u0000\x7f")) == "日本語 🐕 dog\u0000\x7f"
+
+
+# --------------------------------------------------------------------------------------------------
+# The ledger page (book/_tools/ledger.py) links only to targets that exist
+
+
+def test_ledger_page_links_to_tagged_cells_and_test_sources_that_exist():
+    """Each cell link is the label book/_ext/cell_anchors.py gives a claim-tagged cell of that chapter; each test
+    link is the repository's blob URL of a test file that exists; the counts at the top are the data's."""
+    import collections
+
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "book"))
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import cell_anchors
+    from _tools import ledger
+
+    url, branch = ledger.repository()
+    labels, urls = ledger.links(CLAIMS, url, branch)
+    existing = set()
+    for nb_path in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            existing |= {cell_anchors.label(nb_path.name, t) for t in cell.metadata.get("tags", [])
+                         if t.startswith("claim-")}
+    assert labels and labels <= existing, f"links to cells that do not exist: {sorted(labels - existing)}"
+    prefix = f"{url}/blob/{branch}/"
+    for u in urls:
+        assert u.startswith(prefix) and (ROOT / u.removeprefix(prefix)).is_file(), u
+    page = ledger.claims_markdown(CLAIMS, url, branch)
+    assert len(re.findall(r"\{ref\}`[^`]+<([^>]+)>`", page)) == sum(bool(c["chapter"]) for c in CLAIMS)
+    assert set(re.findall(r"\{ref\}`[^`]+<([^>]+)>`", page)) == labels
+    intro = ledger.intro_markdown(CLAIMS)
+    by_status = collections.Counter(c["status"] for c in CLAIMS)
+    assert f"**{len(CLAIMS)} claims**" in intro
+    assert all(f"{n} {status}" in intro for status, n in by_status.items())
+    assert "pending" not in intro or by_status["pending"]  # only the statuses in use are defined
