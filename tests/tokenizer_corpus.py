@@ -37,6 +37,12 @@ EDGE_CASES = [
     "\x00\x01\x7f control bytes",
     "a" * 300,
     "word " * 50,
+    # long pre-tokens (issue 9): merged with the heap, not the rescan
+    "GATTACAGATTACACCGGTTAACGT" * 40,  # DNA: one 1,000-letter pre-token
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==" * 8,
+    "function(a,b){return a+b};var x=[1,2,3].map(function(y){return y*2});" * 6,  # minified code
+    "-" * 500 + "=" * 77 + "." * 64,
+    "1234567890" * 60,
 ]
 
 # Pieces that exercise GPT-2's split rules when glued together in random orders.
