@@ -1,6 +1,6 @@
 """gpt2lib's zero-shot evaluation beside EleutherAI's lm-evaluation-harness, on the same model and data (GPT-2 §3).
 
-Not part of CI (it needs ``pip install lm-eval``, which pulls in ``datasets`` and more). What it does:
+Not part of CI (it needs ``pip install lm-eval accelerate``, which pull in ``datasets`` and more). What it does:
 
 1. exports a model with ``save_pretrained`` into a temporary Hugging Face folder, with GPT-2's
    ``vocab.json`` / ``merges.txt`` taken from the data mirror so the harness's tokenizer loads offline;
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import lm_eval
     except ImportError as e:
-        print(f"lm-evaluation-harness is not installed ({e}); pip install lm-eval", file=sys.stderr)
+        print(f"lm-evaluation-harness is not installed ({e}); pip install lm-eval accelerate", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     model, tok = load_model(args.model, args.device), get_gpt2_tokenizer()
