@@ -320,9 +320,10 @@ def _log_lines(path: Path) -> tuple[list[tuple[dict[str, Any], bytes]], bytes | 
     pairs = [(_parse_record(path, i, line), line) for i, line in enumerate(lines, 1) if line.strip()]
     if not tail.strip(b"\x00 \t\r"):
         return pairs, (tail or None)
+    whole = tail.rstrip(b"\x00")
     try:
-        pairs.append((_parse_record(path, len(lines) + 1, tail), tail))  # whole, only its newline missing
-        return pairs, b""
+        pairs.append((_parse_record(path, len(lines) + 1, whole), whole))  # whole, only its newline missing
+        return pairs, tail[len(whole):]
     except LogError:
         return pairs, tail
 
