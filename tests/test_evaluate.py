@@ -486,3 +486,67 @@ def test_estimate_eval_memory_arithmetic_and_gpt2_xl_fits_16gb() -> None:
     assert e.total < 0.9 * 16e9
     assert estimate_eval_memory(cfg, batch_size=b, precision="fp32").total < 0.9 * 16e9
     assert b * T * V * 8 + 4 * n_params > 0.75 * 16e9  # the old path: fp32 logits + log_softmax + weights
+
+
+# ------------------------------------------------------------------------------- CLI and structure
+
+
+def test_eval_cli_passes_context_and_stride_and_reports_them(pair, tmp_path, capsys, data_mirror) -> None:
+    """--context / --stride reach the language-modelling task and are printed with the result."""
+    import argparse
+
+    from gpt2lib.tasks import add_cli
+
+    _, ours = pair
+    ours.save_pretrained(str(tmp_path))
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--task", "wikitext2", "--model", str(tmp_path), "--limit", "4",
+                              "--context", "32", "--stride", "16", "--device", "cpu"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "- wikitext2: convention=gpt2lib, context=32, stride=16" in out and "limit=4 lines" in out
+    assert "| wikitext2 | ppl |" in out and "| 29.41 |" in out
+
+
+def test_eval_cli_all_skips_columns_whose_data_cannot_be_had(pair, tmp_path, capsys, data_mirror,
+                                                             monkeypatch) -> None:
+    """--task all runs Table 3's columns; one whose file is neither in the mirror nor downloadable is listed
+    as skipped with the reason (here: the network is down), the others are printed."""
+    import argparse
+    from urllib.error import URLError
+
+    from gpt2lib import datasets, tasks
+
+    def no_network(*a, **k):
+        raise URLError("no network in this test")
+
+    _, ours = pair
+    ours.save_pretrained(str(tmp_path / "m"))
+    monkeypatch.setattr(datasets, "urlopen", no_network)
+    monkeypatch.setenv("GPT2LIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tasks, "TABLE3_TASKS", ["ptb", "cbt-cn"])
+    parser = argparse.ArgumentParser()
+    tasks.add_cli(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--task", "all", "--model", str(tmp_path / "m"), "--limit", "3", "--device", "cpu"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "| ptb | ppl |" in out and "- cbt-cn: skipped" in out and "CBTest.tgz" in out
+    assert not any((tmp_path / "cache").rglob("*.tgz"))
+
+
+def test_evaluate_does_not_import_tasks() -> None:
+    """One-way dependency: gpt2lib.tasks imports gpt2lib.evaluate, never the reverse (not even lazily)."""
+    import ast
+    from pathlib import Path
+
+    import gpt2lib.evaluate as ev
+
+    tree = ast.parse(Path(ev.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+    assert not any(m == "gpt2lib.tasks" or m.startswith("gpt2lib.tasks.") for m in imported)
