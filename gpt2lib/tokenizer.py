@@ -34,7 +34,7 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
-from typing import AbstractSet, Iterable, Literal
+from typing import AbstractSet, Iterable, Iterator, Literal
 
 import regex
 import tiktoken
@@ -137,6 +137,18 @@ class GPT2Tokenizer:
         return self.encoding.encode_batch(
             texts, num_threads=num_threads, allowed_special=self._allowed(allowed_special), disallowed_special=()
         )
+
+    def encode_iterable(self, chunks: Iterable[str], allowed_special: AllowedSpecial = frozenset()) -> Iterator[int]:
+        """Ids of the concatenation of ``chunks`` (e.g. the lines of a large file), streamed with bounded memory.
+
+        Encoding chunk by chunk would be wrong where GPT-2's whitespace rule crosses a chunk end
+        (``["a\\n", "\\n", "\\n", "b"]`` is ``[64, 628, 198, 65]``); the text is re-cut only where that is
+        safe, by :func:`gpt2lib.bpe.stream_pieces`."""
+        from gpt2lib.bpe import stream_pieces
+
+        specials = self._allowed(allowed_special) if allowed_special else frozenset()
+        for piece in stream_pieces(chunks, specials, pattern=self.encoding._pat_str):
+            yield from self.encode(piece, allowed_special)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Ids to the exact bytes they stand for."""

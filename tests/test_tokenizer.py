@@ -306,3 +306,22 @@ def test_prepare_refuses_a_tokenizer_that_does_not_round_trip():
 
     with pytest.raises(ValueError, match="'lossy' does not round-trip"):
         prepare(["A b", "C d"], "/nonexistent/never-created", Lossy(), val_fraction=0, progress=False)
+
+
+def test_fast_encode_iterable_equals_tiktoken_on_the_joined_text():
+    """Streaming through the fast tokenizer gives tiktoken's ids of the whole text, whatever the chunking."""
+    import random
+
+    import tiktoken
+
+    from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+    tok, enc = get_gpt2_tokenizer(), tiktoken.get_encoding("gpt2")
+    assert list(tok.encode_iterable(["a\n", "\n", "\n", "b"])) == [64, 628, 198, 65]
+    text = "Hello  world!\n\n  It's 2019 <|endoftext|> café\t\tTL;DR:   done \n" * 20
+    rng = random.Random(0)
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(text)), 15))
+        chunks = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])]
+        assert list(tok.encode_iterable(chunks)) == enc.encode_ordinary(text)
+        assert list(tok.encode_iterable(chunks, allowed_special="all")) == enc.encode(text, allowed_special="all")
