@@ -197,6 +197,9 @@ def prepare(
     _check_tokenizer(tokenizer)
     tok_meta = _tokenizer_meta(tokenizer)
     np_dtype = np.dtype(dtype) if dtype else dtype_for_vocab(tok_meta["n_vocab"])
+    if np_dtype.byteorder not in "=|":  # numpy writes the native order as "="
+        raise ValueError(f"dtype {dtype!r} is not in this machine's byte order; meta.json records only the name "
+                         f"{np_dtype.name!r}, so the shards would be read back byte-swapped. Use {np_dtype.name!r}")
     if np_dtype.kind != "u" or tok_meta["n_vocab"] - 1 > np.iinfo(np_dtype).max:
         raise ValueError(f"dtype {np_dtype} cannot hold the ids of a {tok_meta['n_vocab']}-token vocabulary")
 
@@ -321,12 +324,14 @@ def _remove_leftovers(out: Path, meta: dict[str, Any] | None) -> None:
 
 def _remove_dataset_files(out: Path, meta: dict[str, Any], keep: set[str]) -> None:
     """Delete a replaced dataset's files: its manifest (``files``), or for folders written before there was a
-    manifest, its shards. Nothing else."""
+    manifest, its shards. Nothing else: a listed file is deleted only if its name is one ``prepare`` gives
+    (``train_000000.bin``, ``tokenizer.json``, ...), so a hand-edited or copied meta.json that lists, say,
+    ``model.safetensors`` cannot make ``prepare`` delete it."""
     files = meta.get("files")
     if files is None:
         files = [s["file"] for split in meta["splits"].values() for s in split["shards"]]
     for rel in files:
-        if rel in keep:
+        if rel in keep or not _OWN_FILE_RE.fullmatch(PurePosixPath(rel).name):
             continue
         path = out / rel
         if path.is_file():

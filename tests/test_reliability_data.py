@@ -410,3 +410,40 @@ def test_cli_reports_a_failed_download_in_one_line(tmp_path, monkeypatch, capsys
         main(["prepare", "--dataset", "tiny-shakespeare", "--out", str(tmp_path / "d")])
     err = capsys.readouterr().err
     assert info.value.code == 1 and "GPT2LIB_DATA_MIRROR" in err and "Traceback" not in err
+
+
+# --- review fixes -------------------------------------------------------------------------------------------
+def test_a_manifest_listing_a_users_file_cannot_make_prepare_delete_it(tmp_path, tok):
+    """meta.json's "files" is trusted only for names prepare gives its files: a hand-edited or copied
+    meta.json that lists model.safetensors (or a hand-built dataset whose shard is my_corpus.bin) loses
+    nothing when the folder is re-prepared. Before, both files were deleted."""
+    d = tmp_path / "d"
+    prepare(DOCS, d, tok, progress=False)
+    (d / "model.safetensors").write_bytes(b"precious")
+    meta = json.loads((d / "meta.json").read_text())
+    meta["files"].append("model.safetensors")
+    (d / "meta.json").write_text(json.dumps(meta))
+    prepare(DOCS[:20], d, tok, progress=False)
+    assert (d / "model.safetensors").read_bytes() == b"precious"
+
+    hand = tmp_path / "hand"  # a dataset built by hand in the old layout (no manifest), shard named by its user
+    hand.mkdir()
+    ids = np.array(tok.encode_batch(DOCS[:3])[0], dtype=np.uint16)
+    ids.tofile(hand / "my_corpus.bin")
+    (hand / "meta.json").write_text(json.dumps({
+        "format": "gpt2lib-tokens-v1", "tokenizer": "gpt2", "n_vocab": tok.n_vocab, "eot": tok.eot,
+        "dtype": "uint16", "splits": {"train": {"documents": 1, "tokens": len(ids), "bytes": 10,
+                                                "shards": [{"file": "my_corpus.bin", "tokens": len(ids)}]}}}))
+    prepare(DOCS, hand, tok, progress=False)
+    np.testing.assert_array_equal(np.fromfile(hand / "my_corpus.bin", dtype=np.uint16), ids)
+
+
+def test_a_byte_swapped_dtype_is_refused_not_written_as_garbage(tmp_path, tok):
+    """dtype=">u2" used to write big-endian shards under a meta.json that says "uint16": every id read back
+    byte-swapped (caught only if a swapped id happened to exceed the vocabulary)."""
+    with pytest.raises(ValueError, match=r"byte order.*'uint16'"):
+        prepare(DOCS, tmp_path / "d", tok, progress=False, dtype=">u2")
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
+    meta = prepare(DOCS, tmp_path / "e", tok, progress=False, dtype="<u2" if sys.byteorder == "little" else ">u2")
+    first = TokenShards.open(tmp_path / "e", "train").tokens()[:5].tolist()
+    assert meta["dtype"] == "uint16" and first[0] == tok.eot
