@@ -457,8 +457,14 @@ def read_pages(paths: Sequence[str]) -> Iterator[Page]:
 def _claim_out(out: Path) -> None:
     """The output folder must be new or empty: nothing of the user's is overwritten or mixed in."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        what = "a previous webtext run" if (out / REPORT_FILE).exists() else "files this command did not write"
-        raise ValueError(f"--out {out} is not empty (it holds {what}); choose a new or empty folder")
+        if not out.is_dir():
+            what = "it is a file"
+        elif (out / REPORT_FILE).exists():
+            what = "it holds a previous webtext run"
+        else:
+            names = sorted(p.name for p in out.iterdir())
+            what = "it holds " + ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise ValueError(f"--out {out} is not empty ({what}); choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -472,12 +478,42 @@ def build_webtext(inputs: str | Path, out_dir: str | Path, *, engine=None, parti
     Runs on ``engine`` (default: this process; see :mod:`gpt2lib.engine`), one partition per link file
     and ``partitions`` groups of pages (default: 2 per worker). Fetching the links is not done (this is an
     offline book): the HTML files stand for the fetched pages. Output equals a serial run's exactly."""
+    # every option is checked before any work, so a bad one cannot leave a half-written --out behind
+    if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1):
+        raise ValueError(f"partitions (--partitions) must be an integer >= 1, got {partitions!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction (--val-fraction) must be in [0, 1), got {val_fraction!r}")
+    try:
+        page_dedup = dedup_stages(threshold)
+    except ValueError as e:
+        raise ValueError(f"--threshold: {e}") from None
+    links, pages = find_inputs(inputs)
+    out = Path(out_dir)
+    created = not out.exists()
+    _claim_out(out)
+    try:
+        return _build_webtext(links, pages, out, engine, partitions, karma, page_dedup, tokenizer, val_fraction, log)
+    except BaseException:  # an error or Ctrl-C: take back what this run wrote, so the same command can rerun
+        _remove_own_output(out, created)
+        raise
+
+
+def _remove_own_output(out: Path, created: bool) -> None:
+    """Undo an unfinished :func:`build_webtext`: its links file and the (empty, after prepare's own clean-up)
+    shards folder; the out folder itself if this run created it. A folder with anything else in it stays."""
+    (out / "links.ndjson").unlink(missing_ok=True)
+    for folder in [out / "shards"] + ([out] if created else []):
+        try:
+            folder.rmdir()
+        except OSError:  # missing, or not empty (prepare had finished; or not ours): leave it
+            pass
+
+
+def _build_webtext(links, pages, out: Path, engine, partitions, karma, page_dedup, tokenizer, val_fraction,
+                   log) -> dict:
     from gpt2lib.engine import SerialEngine, run_engine, prepare_on_engine, split_evenly
     from gpt2lib._io import atomic_write_bytes
 
-    links, pages = find_inputs(inputs)
-    out = Path(out_dir)
-    _claim_out(out)
     engine = engine or SerialEngine()
     n_parts = partitions or max(1, 2 * engine.workers)
     result: dict = {"engine": engine.name, "workers": engine.workers, "links": {}, "documents": {}}
@@ -497,7 +533,7 @@ def build_webtext(inputs: str | Path, out_dir: str | Path, *, engine=None, parti
         result["links"] = {"files": len(links), "kept": len(run.items), "stages": reports_json(run)}
     if pages:
         log(f"pages: {len(pages)} HTML file(s) in {min(n_parts, len(pages))} partition(s)")
-        stages = [Stage("html -> text", html_to_text)] + clean_stages() + dedup_stages(threshold)
+        stages = [Stage("html -> text", html_to_text)] + clean_stages() + page_dedup
         sources = [p for p in split_evenly([str(p) for p in pages], min(n_parts, len(pages)))]
         run = run_engine(stages, sources=sources, reader=read_pages, engine=engine, progress=log)
         for r in run.reports:

@@ -273,3 +273,48 @@ def test_cli_webtext_refuses_a_foreign_folder_and_bad_options(crawl, tmp_path, c
         main(["webtext", str(tmp_path / "missing"), "--out", str(tmp_path / "y")])
     assert e.value.code == 1 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+class _FailingTokenizer:
+    """GPT-2's tokenizer whose batch encoding raises (a crash or Ctrl-C while the shards are made)."""
+
+    def __init__(self, error: BaseException):
+        from gpt2lib.tokenizer import get_gpt2_tokenizer
+
+        self.tok, self.error = get_gpt2_tokenizer(), error
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+    def encode_batch(self, texts):
+        raise self.error
+
+
+@pytest.mark.parametrize("option", [["--threshold", "1.5"], ["--val-fraction", "1.0"], ["--partitions", "-2"]])
+def test_cli_webtext_checks_its_options_before_writing_anything(crawl, tmp_path, capsys, option):
+    """Before, --threshold 1.5 or --partitions -2 failed only after links.ndjson was written (and
+    --val-fraction 1.0 only in prepare, at the very end); the rerun was then refused for a folder "holding files
+    this command did not write". Now the error names the option and nothing is written."""
+    from gpt2lib.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["webtext", str(crawl), "--out", str(out), *option])
+    assert e.value.code == 1 and option[0].lstrip("-").split("-")[0] in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("disk on fire")], ids=["ctrl-c", "exception"])
+def test_interrupted_webtext_takes_back_its_files_and_the_same_command_reruns(crawl, tmp_path, error):
+    from gpt2lib.webtext import build_webtext
+
+    out = tmp_path / "out"
+    with pytest.raises(type(error)):  # links.ndjson is written, then the tokenizer fails
+        build_webtext(crawl, out, tokenizer=_FailingTokenizer(error), log=lambda m: None)
+    assert not out.exists()
+    out.mkdir()  # an empty folder the user made stays after a failure
+    with pytest.raises(type(error)):
+        build_webtext(crawl, out, tokenizer=_FailingTokenizer(error), log=lambda m: None)
+    assert out.is_dir() and list(out.iterdir()) == []
+    result = build_webtext(crawl, out, log=lambda m: None)
+    assert (out / "links.ndjson").is_file() and result["shards"]["train"]["documents"] > 0
