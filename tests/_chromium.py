@@ -25,7 +25,8 @@ OVERFLOW_JS = r"""(() => {
   const column = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const right = column.getBoundingClientRect().right;
   const found = [];
-  const blocks = 'pre, div.highlight, div.cell_output, div.output, table, div.math, mjx-container[display="true"]';
+  const blocks = 'pre, div.highlight, div.cell_output, div.output, table, div.pst-scrollable-table-container, '
+                 + 'div.math, mjx-container[display="true"]';
   for (const el of document.querySelectorAll(blocks)) {
     const box = el.getBoundingClientRect();
     if (box.width === 0 || el.closest('details:not([open])')) continue;  // not shown (a closed toggle)
