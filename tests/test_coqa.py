@@ -105,6 +105,11 @@ def test_official_token_f1_by_hand(pred, gold, f1) -> None:
     (lambda d: d["data"][1].pop("story"), "story story-b"),
     (lambda d: d.pop("data"), "'data'"),
     (lambda d: d.update(data=[]), "no CoQA questions"),
+    # a turn that is not an object, or lacks its text: before, a bare AttributeError / KeyError / TypeError
+    (lambda d: d["data"][0]["questions"].__setitem__(1, "Where did she go?"), "story story-a turn 2"),
+    (lambda d: d["data"][0]["answers"][0].pop("input_text"), "story story-a turn 1.*input_text"),
+    (lambda d: d["data"][1]["questions"][0].pop("input_text"), "story story-b turn 1.*input_text"),
+    (lambda d: d["data"][1]["answers"][0].update(input_text=None), "story story-b turn 1.*not a string"),
 ])
 def test_reader_names_the_problem(tmp_path, mutate, message) -> None:
     from gpt2lib.tasks.coqa import read_coqa

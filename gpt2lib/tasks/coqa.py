@@ -120,14 +120,20 @@ def read_coqa(path: str | Path) -> list[CoQAExample]:
         for i, q in enumerate(questions):
             turn = i + 1
             golds = []
-            for lst in answer_lists:
-                if i >= len(lst):
-                    raise _bad(path, f"story {sid} turn {turn}", "an answer list is shorter than the questions")
-                if lst[i].get("turn_id") != turn or q.get("turn_id") != turn:
-                    raise _bad(path, f"story {sid} turn {turn}", "turn_id does not match the position")
-                golds.append(lst[i]["input_text"])
-            out.append(CoQAExample(text, q["input_text"], golds, list(history), str(sid), turn, story.get("source", "")))
-            history.append((q["input_text"], golds[0]))
+            try:
+                for lst in answer_lists:
+                    if i >= len(lst):
+                        raise _bad(path, f"story {sid} turn {turn}", "an answer list is shorter than the questions")
+                    if lst[i].get("turn_id") != turn or q.get("turn_id") != turn:
+                        raise _bad(path, f"story {sid} turn {turn}", "turn_id does not match the position")
+                    golds.append(lst[i]["input_text"])
+                question = q["input_text"]
+            except (KeyError, TypeError, AttributeError) as e:  # a question or answer that is not an object
+                raise _bad(path, f"story {sid} turn {turn}", f"a question or answer lacks input_text ({e!r})") from None
+            if not isinstance(question, str) or not all(isinstance(g, str) for g in golds):
+                raise _bad(path, f"story {sid} turn {turn}", "input_text is not a string")
+            out.append(CoQAExample(text, question, golds, list(history), str(sid), turn, story.get("source", "")))
+            history.append((question, golds[0]))
     if not out:
         raise ValueError(f"{path}: no CoQA questions found")
     return out
