@@ -222,7 +222,9 @@ def test_lead3_and_random3(articles) -> None:
 
 def test_baselines_reproduce_table4_rows(articles) -> None:
     """Lead-3 and Random-3 on the 250 articles land within 1.5 ROUGE points of the paper's rows (Table 4,
-    full 11,490-article test set): the metric, the references and the sentence split are the paper's."""
+    full 11,490-article test set). Random-3 is checked at seed 0 only, which is near the top of its seed
+    spread (over seeds 0-9 R-1 ranges 26.7-28.4; see the module docstring), and FRANK's articles are
+    truncated, so this shows agreement, not that the setup is exactly the paper's."""
     from gpt2lib.tasks.summarization import PAPER_TABLE4, evaluate_baselines, table4
 
     res = evaluate_baselines(articles, seed=0)
