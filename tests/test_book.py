@@ -210,3 +210,16 @@ def test_bibliography_is_author_year_with_et_al_and_titles_as_written():
     assert "Reproducing GPT-2 (124M) in llm.c" in texts["karpathy2024llmc"]
     assert "PaLM: Scaling Language Modeling with Pathways" in texts["chowdhery2022palm"]
     assert not [k for k, t in texts.items() if "and others" in t or "\\$" in t]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=CHAPTER_IDS)
+def test_code_lines_fit_the_content_column(path):
+    """No code line of a chapter (the set-up cell aside: it is folded away) is longer than the 88 characters that
+    fit the content column at 1280 px; `python book/_tools/reflow_code.py --write <chapter>` reflows them."""
+    sys.path.insert(0, str(ROOT / "book" / "_tools"))
+    from reflow_code import LIMIT
+
+    nb = nbformat.read(path, as_version=4)
+    long = [(c.get("id"), len(line)) for c in nb.cells if c.cell_type == "code" and "setup" not in
+            c.metadata.get("tags", []) for line in c.source.splitlines() if len(line) > LIMIT]
+    assert not long, f"{path.name}: code lines over {LIMIT} characters (cell id, length): {long}"
