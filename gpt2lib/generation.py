@@ -109,7 +109,11 @@ def sample_next(
     check_generator_device(generator, logits.device)
     if temperature == 0:
         return torch.argmax(logits, dim=-1)
-    logits = logits.float() / temperature
+    scaled = logits.float() / temperature
+    if not torch.isfinite(scaled.amax(dim=-1)).all():  # a tiny temperature (1e-40) overflowed a row to inf:
+        shifted = logits.float() - logits.float().amax(dim=-1, keepdim=True)  # shift first: the max is 0, the rest
+        scaled = torch.where(shifted == 0, 0.0, shifted / temperature)  # -> -inf (also when T is 0 in float32)
+    logits = scaled
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:

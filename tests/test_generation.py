@@ -310,3 +310,17 @@ def test_a_generator_on_another_device_than_the_model_is_refused_at_the_call():
         sample_next(torch.zeros(1, 5, device="meta"), generator=gen)
     cpu = make()
     assert generate(cpu, torch.tensor([[1, 2]]), 3, generator=gen).shape == (1, 5)  # same device: fine
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-45, 5e-324])
+def test_a_tiny_positive_temperature_samples_the_argmax_instead_of_failing(temperature):
+    """temperature=1e-40 passes the "finite number >= 0" check, but logits / 1e-40 overflow float32 to inf
+    and softmax gave NaN, so torch.multinomial raised deep inside. In the limit T -> 0 sampling is greedy."""
+    from gpt2lib.generation import sample_next
+
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0)) * 3
+    logits[1, 7] = float("-inf")  # a masked logit changes nothing
+    gen = torch.Generator().manual_seed(1)
+    for top_k in (None, 5):
+        got = sample_next(logits, temperature=temperature, top_k=top_k, generator=gen)
+        assert torch.equal(got, logits.argmax(dim=-1))
