@@ -49,7 +49,7 @@ __all__ = ["Dataset", "ChecksumError", "DownloadError", "DATASETS", "OFF_MIRROR"
            "download", "read_text", "read_member", "cache_root"]
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(GPT2LibError, RuntimeError):
     """A file's sha256 (or size) is not the one in the registry; the file was not used."""
 
 

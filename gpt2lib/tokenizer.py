@@ -79,7 +79,7 @@ def check_split_pattern(pattern: object, source: str = "split pattern") -> None:
 
 
 
-class TokenizerUnavailableError(RuntimeError):
+class TokenizerUnavailableError(GPT2LibError, RuntimeError):
     """GPT-2's vocabulary files are neither cached, mirrored nor downloadable."""
 
 
