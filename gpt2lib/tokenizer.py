@@ -39,6 +39,8 @@ from typing import AbstractSet, Iterable, Iterator, Literal
 import regex
 import tiktoken
 
+from gpt2lib.errors import GPT2LibError
+
 ENDOFTEXT = "<|endoftext|>"
 # sha256 of GPT-2's released tokenizer files (the same values tiktoken checks).
 GPT2_FILE_SHA256 = {
