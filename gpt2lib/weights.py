@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -233,10 +234,22 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def check_shapes(config: GPT2Config, shapes: dict[str, tuple[int, ...]]) -> None:
     """Check a weights file's keys and shapes (``{key: shape}``) against ``config`` without allocating the
-    model: both sides live on the ``meta`` device. Raises the ``ValueError`` of :func:`load_state_dict`."""
+    model: both sides live on the ``meta`` device. Raises the ``ValueError`` of :func:`load_state_dict`.
+    The width (``c_attn``'s shape) and the number of layers are compared first, from the keys and shapes
+    alone: even on the meta device, building the model of a config's ``n_layer=20000`` takes minutes."""
+    with torch.device("meta"):
+        tensors = {key: torch.empty(shape) for key, shape in shapes.items()}
+    convert_state_dict(tensors, config)  # the width (n_embd) first: c_attn's shape, no model needed
+    layers = {int(m.group(1)) for key in shapes if (m := re.match(r"h\.(\d+)\.", _short_key(key)))}
+    n_file = max(layers) + 1 if layers else 0
+    if n_file < config.n_layer:
+        raise ValueError(f"missing key(s) in state dict: the weights hold {n_file} layer(s) (h.0 .. h.{n_file - 1}) "
+                         f"but the config has n_layer={config.n_layer} (h.{n_file} .. h.{config.n_layer - 1} missing)")
+    if n_file > config.n_layer:
+        raise ValueError(f"unexpected key(s) in state dict: the weights hold {n_file} layers (h.0 .. h.{n_file - 1}) "
+                         f"but the config has n_layer={config.n_layer}")
     with torch.device("meta"):
         model = GPT2(config)
-        tensors = {key: torch.empty(shape) for key, shape in shapes.items()}
     load_state_dict(model, tensors)
 
 

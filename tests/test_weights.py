@@ -321,3 +321,30 @@ def test_check_shapes_allocates_nothing_for_gpt2_xl_sizes():
     shapes["transformer.h.47.mlp.c_fc.weight"] = (1600, 6400)  # transposed, in a file of our layout
     with pytest.raises(ValueError, match=r"h.47.mlp.c_fc.weight.*\(1600, 6400\)"):
         check_shapes(config, shapes)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_a_huge_n_layer_is_refused_from_the_keys_without_building_the_model(tmp_path, fmt, monkeypatch):
+    """config.json n_layer=20000 over 2-layer weights: before, from_pretrained built the 20000-layer model
+    (on the meta device, ~90 s on 2 cores; n_layer=10**6 would take hours) before reporting the missing keys.
+    Now the layer count is compared from the keys first; the model is never built."""
+    import gpt2lib.weights as weights
+
+    hf = hf_model(**SMALL)
+    if fmt == "safetensors":
+        hf.save_pretrained(tmp_path)
+    else:
+        (tmp_path / "config.json").write_text(hf.config.to_json_string())
+        torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
+    _edit_config(tmp_path, n_layer=20000)
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("the model was built before the layer count was checked")
+
+    monkeypatch.setattr(weights, "GPT2", no_building)
+    with pytest.raises(ValueError, match=r"missing key.*2 layer\(s\).*n_layer=20000") as info:
+        GPT2.from_pretrained(tmp_path)
+    assert str(tmp_path / "config.json") in str(info.value)
+    _edit_config(tmp_path, n_layer=1)
+    with pytest.raises(ValueError, match=r"unexpected key.*2 layers.*n_layer=1"):
+        GPT2.from_pretrained(tmp_path)
