@@ -273,3 +273,19 @@ def test_tldr_on_articles_is_seeded(tmp_path, tok, articles) -> None:
     assert set(a.metrics) == {"rouge1", "rouge2", "rougeL", "rougeL_text", "rouge_avg"}
     with pytest.raises(ValueError, match="no summarization"):
         evaluate_summarization(ours, tok, [])
+
+
+def test_the_cli_seed_reaches_the_summarization_sampler():
+    """`eval --task summarization --seed N` passes N on to the TL;DR sampler (it was dropped, always seed 0)."""
+    import argparse
+    import inspect
+
+    from gpt2lib import tasks
+    from gpt2lib.tasks import summarization
+
+    args = argparse.Namespace(limit=3, batch_size=4, stride=None, context=None, convention="gpt2lib",
+                              precision="auto", seed=7)
+    kw = tasks._task_kwargs("summarization", args)
+    assert kw["seed"] == 7
+    accepted = inspect.signature(summarization.evaluate_summarization).parameters
+    assert "seed" in accepted  # a named parameter, not swallowed by **kwargs

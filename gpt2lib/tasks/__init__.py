@@ -115,6 +115,8 @@ def _task_kwargs(name: str, args: Any) -> dict[str, Any]:
         kw.update(stride=args.stride, max_length=args.context, convention=args.convention, precision=args.precision)
     elif name == "lambada":
         kw.update(convention=args.convention)
+    elif name == "summarization":  # the one sampled task: --seed picks its sampling stream
+        kw.update(seed=args.seed)
     return kw
 
 
