@@ -83,8 +83,19 @@ def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -
     return 6 * n_params + 12 * n_layer * n_embd * block_size
 
 
+class _Bytes:
+    """Shared by the memory estimates: their parts as a dict, and printed in GiB."""
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        gib = 1024**3
+        return ", ".join(f"{k} {v / gib:.2f} GiB" for k, v in asdict(self).items())
+
+
 @dataclass
-class MemoryEstimate:
+class MemoryEstimate(_Bytes):
     """Predicted peak training memory in bytes, by part (see :func:`estimate_memory`)."""
 
     params: int
@@ -94,13 +105,6 @@ class MemoryEstimate:
     activations: int
     logits: int
     total: int
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        gib = 1024**3
-        return ", ".join(f"{k} {v / gib:.2f} GiB" for k, v in asdict(self).items())
 
 
 def _n_params(model_config) -> int:
@@ -165,7 +169,7 @@ LOGITS_CHUNK_BYTES = 256 * 2**20
 
 
 @dataclass
-class EvalMemoryEstimate:
+class EvalMemoryEstimate(_Bytes):
     """Predicted peak memory of one evaluation batch in bytes, by part (see :func:`estimate_eval_memory`)."""
 
     params: int
@@ -173,13 +177,6 @@ class EvalMemoryEstimate:
     activations: int
     logits: int
     total: int
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        gib = 1024**3
-        return ", ".join(f"{k} {v / gib:.2f} GiB" for k, v in asdict(self).items())
 
 
 def estimate_eval_memory(model_config, *, batch_size: int = 16, block_size: int | None = None,
