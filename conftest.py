@@ -97,3 +97,19 @@ def pytest_sessionstart(session):
     if any(t.endswith(".ipynb") or Path(t).resolve() == ROOT / "book" or Path(t).resolve() == ROOT
            for t in (a.split("::")[0] for a in targets)):
         warm_zoo()
+
+
+# The longest test files start first, so that under `-n 2 --dist loadfile` neither worker is left with
+# a long file at the end while the other idles (the portability run alone takes minutes).
+_LONGEST_FIRST = ("tests/test_portability.py", "tests/test_gpu_path.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        path = Path(str(item.fspath)).resolve()
+        for i, name in enumerate(_LONGEST_FIRST):
+            if path == ROOT / name:
+                return i
+        return len(_LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file and among the rest is kept

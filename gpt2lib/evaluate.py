@@ -450,25 +450,27 @@ class LMResult:
                 "tokens": self.n_tokens, "words": self.n_words, "bytes": self.n_bytes}
 
 
-# What each metric is normalized by, printed beside it by results_table.
+# What each metric is normalized by, printed beside it by results_table (kept short: the table must fit a
+# book page; "word" means a word of the original text, split on white space, and "eos" the end-of-line
+# token WikiText/PTB/1BW count as a word; the harness's units follow lm-evaluation-harness's definitions).
 METRIC_UNITS: dict[str, str] = {
-    "ppl": "exp(NLL / original words incl. one <eos> per line)",
-    "ppl_no_eos": "exp(NLL / original words, no <eos>)",
-    "ppl_token": "exp(NLL / BPE tokens)",
-    "bpb": "bits / UTF-8 byte of the original text",
-    "bpb_read": "bits / UTF-8 byte of the text the model read",
-    "bpc": "bits / character of the original text",
+    "ppl": "exp(NLL / word), 1 eos per line",
+    "ppl_no_eos": "exp(NLL / word), no eos",
+    "ppl_token": "exp(NLL / BPE token)",
+    "bpb": "bits / byte of the original",
+    "bpb_read": "bits / byte the model read",
+    "bpc": "bits / char of the original",
     "tokens": "count", "words": "count", "bytes": "count", "documents": "count",
-    "word_perplexity": "exp(sum NLL / sum re.split(r'\\s+', page) words)",
-    "byte_perplexity": "exp(sum NLL / sum UTF-8 bytes of the page)",
-    "bits_per_byte": "sum NLL / ln 2 / sum UTF-8 bytes of the page",
+    "word_perplexity": "exp(NLL / harness word)",
+    "byte_perplexity": "exp(NLL / byte of the page)",
+    "bits_per_byte": "bits / byte of the page",
     "acc": "% of examples", "acc_last_token": "% of passages", "acc_stopword_filter": "% of passages",
     "chars": "count", "acc_full": "% of schemas (full scoring)", "bleu": "corpus BLEU",
     "exact_match": "% of questions", "acc_top1pct": "% of the 1% most confident",
     "f1": "mean F1 (0-100)", "rouge1": "ROUGE-1 F1", "rouge2": "ROUGE-2 F1", "rougeL": "ROUGE-L F1",
     "rouge_avg": "mean of R-1, R-2, R-L",
     # task-specific units take precedence over the generic ones above
-    "lambada/acc": "% of passages, every target token greedy", "lambada/ppl": "exp(mean NLL of the target word)",
+    "lambada/acc": "% of passages, all target tokens greedy", "lambada/ppl": "exp(NLL / target word)",
     "lambada/ppl_token": "exp(NLL / target BPE tokens)", "winograd/acc": "% of schemas (partial scoring)",
 }
 

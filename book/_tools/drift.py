@@ -61,7 +61,7 @@ def texts(outputs: Iterable[dict[str, Any]], skip: Iterable[str]) -> list[tuple[
             else:
                 out.append(("stream:" + o.get("name", ""), text))
         elif "data" in o:
-            for mime, value in o["data"].items():
+            for mime, value in sorted(o["data"].items()):  # a kernel lists its mime types in its own order
                 if mime in skip or not (mime.startswith("text/") or mime.endswith("json")):
                     continue
                 out.append((mime, "".join(value) if isinstance(value, list) else str(value)))
