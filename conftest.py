@@ -104,6 +104,13 @@ def pytest_sessionstart(session):
 _LONGEST_FIRST = ("tests/test_portability.py", "tests/test_gpu_path.py")
 
 
+def pytest_configure(config):
+    # pytest-xdist would otherwise re-sort files by their number of tests (most first), which put the
+    # two-test portability file, the longest of all, last
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(session, config, items):
     def rank(item) -> int:
         path = Path(str(item.fspath)).resolve()

@@ -69,9 +69,18 @@ def test_chapters_pass_nbval_under_another_kernel_path(tmp_path):
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, f"nbval under {FOREIGN} failed:\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
 
-    # The run really was on other bits: its zoo model differs from the one trained on the pinned path.
-    from gpt2lib.zoo import load_pretrained_tiny
+    # The run really was on other bits: the zoo model it trained (under its own kernel path, so in a folder of
+    # its own) differs from the one trained on the pinned path.
+    from safetensors.torch import load_file
 
-    foreign, _ = load_pretrained_tiny("webtext-tiny", cache_dir=tmp_path / "cache", progress=False)
-    pinned, _ = load_pretrained_tiny("webtext-tiny", progress=False)
-    assert not all(torch.equal(a, b) for a, b in zip(foreign.state_dict().values(), pinned.state_dict().values()))
+    from gpt2lib.datasets import cache_root
+    from gpt2lib.zoo import RECIPES, load_pretrained_tiny, recipe_key
+
+    load_pretrained_tiny("webtext-tiny", progress=False)  # the pinned one (already trained in CI)
+    pinned_dir = cache_root() / "zoo" / f"webtext-tiny-{recipe_key(RECIPES['webtext-tiny'])}"
+    (foreign_dir,) = [p for p in (tmp_path / "cache" / "zoo").iterdir()
+                      if p.is_dir() and p.name.startswith("webtext-tiny-")]
+    assert foreign_dir.name != pinned_dir.name
+    foreign, pinned = load_file(str(foreign_dir / "model.safetensors")), load_file(str(pinned_dir / "model.safetensors"))
+    assert foreign.keys() == pinned.keys()
+    assert not all(torch.equal(foreign[k], pinned[k]) for k in pinned)
