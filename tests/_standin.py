@@ -11,7 +11,7 @@ into a throw-away cache, in the layout ``huggingface_hub`` resolves with ``HF_HU
 Point ``HF_HUB_CACHE`` at ``<cache>`` (:func:`standin_env`) and every ``from_pretrained("gpt2")`` loads
 it. Used by ``tests/test_gpu_path.py`` and ``benchmarks/gpu_check.sh``; as a script::
 
-    python tests/_standin.py /tmp/hf-standin       # prints the export line for the shell
+    python tests/_standin.py _build/hf-standin      # prints the export line for the shell
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
     python book/_tools/execute.py book/model.ipynb [more.ipynb ...]
     python book/_tools/execute.py --all
-    python book/_tools/execute.py --out /tmp/nbcheck book/model.ipynb   # check a chapter, leave it untouched
+    python book/_tools/execute.py --out _build/nbcheck book/model.ipynb   # check a chapter, leave it untouched
 
 Run it after editing a chapter, then check it with ``python -m pytest --nbval book/<nb>.ipynb -p no:xdist``.
 """
