@@ -7,8 +7,9 @@ GPT-2 tokenizer (so the §3 evaluations run on it), trained for well under a min
 The first call trains the model deterministically and writes ``model.safetensors`` + ``config.json``
 (+ ``tokenizer.json``) under ``<cache>/zoo/<name>-<hash>/``; later calls load that folder. Training runs in a
 child process under the book's pinned numeric environment (:mod:`gpt2lib.numerics`: AVX2 kernels, the
-recipe's thread count), so the same recipe gives the same bits on any x86-64 CPU with AVX2 whatever the
-calling process has already set up; the hash covers the recipe *and* that kernel path. The first call says
+recipe's thread count), so the same recipe gives the same bits on the same machine whatever the calling
+process has already set up (another CPU model may give other bits under the same variables); the hash covers
+the recipe *and* that kernel path. The first call says
 what it is doing on stderr, with a progress bar. Concurrent first calls (e.g. notebooks under pytest-xdist)
 serialize on a lock file, and the folder appears by an atomic rename, so every caller ends with the same
 complete files.

@@ -1,10 +1,11 @@
-"""How a chapter's outputs are checked on a machine whose float kernels differ from the committed run's.
+"""How a chapter's outputs are checked on a machine that does not compute the committed float bits.
 
-The chapters are executed and committed under the pinned numeric environment of :mod:`gpt2lib.numerics`;
-under that same environment nbval compares every output exactly (after ``tests/nbval_sanitize.cfg``). Under
-any other kernel path (aarch64, another BLAS, a user who chose ``ATEN_CPU_CAPABILITY=default``) a model
-trained inside a chapter ends with other bits, and everything computed from it drifts. Those cells carry a
-``drift`` entry in their metadata that says how they are checked there instead:
+The chapters are executed and committed under the pinned numeric environment of :mod:`gpt2lib.numerics`, and
+each records the fingerprint of the bits it ran on (:mod:`fingerprint`). Only a run with the same fingerprint
+compares every output exactly (after ``tests/nbval_sanitize.cfg``). Anywhere else (another CPU vendor even under
+the same variables, aarch64, another BLAS, a user who chose ``ATEN_CPU_CAPABILITY=default``) a model trained
+inside a chapter ends with other bits, and everything computed from it drifts. Those cells carry a ``drift``
+entry in their metadata that says how they are checked there instead:
 
 ``{"rtol": 0.05, "atol": 0.01}``
     The text must match with every number replaced by a placeholder (and runs of white space folded, since
@@ -18,8 +19,10 @@ Cells without a ``drift`` entry are compared exactly everywhere: they must not d
 """
 from __future__ import annotations
 
+import json
 import math
 import re
+from pathlib import Path
 from typing import Any, Iterable
 
 NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:,\d{3})+|\d+)(?:\.\d*)?(?:[eE][-+]?\d+)?|(?<![\w.])[-+]?\.\d+(?:[eE][-+]?\d+)?")
@@ -96,3 +99,28 @@ def validate_rule(rule: Any, source: str) -> str | None:
     if not (0 <= rtol <= 1 and atol >= 0):
         return "drift tolerances must satisfy 0 <= rtol <= 1 and atol >= 0"
     return None
+
+
+def observed(ref: list[dict], test: list[dict], skip: Iterable[str]) -> dict[str, Any]:
+    """How far ``test``'s numbers moved from ``ref``'s: the largest relative and absolute change over the numbers
+    of a cell whose texts match beyond their numbers (``{"comparable": False}`` otherwise)."""
+    a, b = texts(ref, skip), texts(test, skip)
+    pairs = []
+    for (ka, ra), (kb, tb) in zip(a, b):
+        (rs, rn), (ts, tn) = _numbers(ra), _numbers(tb)
+        if ka != kb or rs != ts or len(rn) != len(tn):
+            return {"comparable": False}
+        pairs += [(r, t) for r, t in zip(rn, tn) if not (math.isnan(r) and math.isnan(t))]
+    if len(a) != len(b):
+        return {"comparable": False}
+    rel = [abs(t - r) / abs(r) for r, t in pairs if r != 0]
+    return {"comparable": True, "numbers": len(pairs), "max_rel": max(rel, default=0.0),
+            "max_abs": max((abs(t - r) for r, t in pairs), default=0.0)}
+
+
+def append_report(path: str | Path, notebook: Any, cell: Any, rule: dict, seen: dict, reason: str | None) -> None:
+    """Append one JSON line about a drift-ruled cell to ``path`` (see ``book/_tools/calibration.py``)."""
+    record = {"notebook": Path(str(notebook)).name, "cell": cell.get("id"), "rule": rule, **seen,
+              "passed": reason is None, "reason": reason}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")

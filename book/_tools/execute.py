@@ -19,6 +19,7 @@ from nbclient import NotebookClient
 from gpt2lib.numerics import kernel_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fingerprint import fingerprint  # noqa: E402
 from offline_env import set_offline_defaults, warm_zoo  # noqa: E402
 from sync_notebooks import ROOT, chapter_notebooks, repository_url, sync  # noqa: E402
 
@@ -36,8 +37,9 @@ def execute(path: Path, timeout: int = 600, out: Path | None = None) -> float:
     seconds = time.perf_counter() - start
     for cell in nb.cells:  # keep diffs small: no execution timestamps
         cell.metadata.pop("execution", None)
-    # The float-kernel environment the outputs were made under: nbval compares exactly only under the same one.
-    nb.metadata["gpt2lib"] = {"kernel_path": kernel_path()}
+    # The evidence of the bits the outputs were made with: nbval compares exactly only where a run's own
+    # fingerprint equals it (book/_tools/fingerprint.py); the kernel path's name is kept for the reader.
+    nb.metadata["gpt2lib"] = {"kernel_path": kernel_path(), "fingerprint": fingerprint()}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         path = out / path.name
