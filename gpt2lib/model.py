@@ -21,6 +21,7 @@ Usage::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 from gpt2lib.loss import linear_cross_entropy
 
-__all__ = ["GPT2Config", "GPT2", "CausalSelfAttention", "MLP", "Block", "KVCache", "attention_maps"]
+__all__ = ["GPT2Config", "GPT2", "CausalSelfAttention", "MLP", "Block", "KVCache", "attention_maps", "evaluating"]
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "manual")
 
@@ -473,3 +474,14 @@ class GPT2(nn.Module):
 def attention_maps(model: GPT2, idx: torch.Tensor) -> torch.Tensor:
     """Attention probabilities of ``model`` on ``idx``: ``[n_layer, B, n_head, T, T]`` (for plotting)."""
     return model.attention_maps(idx)
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Run the body with ``model`` in eval mode (dropout off), then put back the mode it had, also on errors."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
