@@ -6,7 +6,9 @@ represent any string, and it keeps BPE from merging across character categories 
 splitting text into pre-tokens with a regular expression (letters, digits, punctuation and
 whitespace are kept apart; "dog." never becomes one token).
 
-This module is the readable version. :mod:`gpt2lib.tokenizer` wraps tiktoken, the fast one.
+The version to read first is :mod:`gpt2lib.bpe_basic` (the merge loop and the rank-ordered encoder in a few
+lines each); this module is the complete pure-Python one, with the fast paths tested equal to it, and
+:mod:`gpt2lib.tokenizer` wraps tiktoken, the fastest.
 Loaded with GPT-2's own files, :class:`BytePairTokenizer` gives the same ids as tiktoken on
 every input.
 
@@ -64,11 +66,8 @@ import numpy as np
 import regex
 
 from gpt2lib._io import atomic_write_text
+from gpt2lib.bpe_basic import GPT2_SPLIT_PATTERN, merge as _merge, pair_counts as _pair_counts
 
-# GPT-2's pre-tokenizer (openai/gpt-2 src/encoder.py), with the contractions 's 't 're 've 'm 'll 'd
-# written as one group. Contractions are matched case-sensitively, so "DON'T" splits as "DON", "'",
-# "T": a quirk of GPT-2 we keep, because the released vocabulary was learned with it.
-GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 ENDOFTEXT = "<|endoftext|>"
 FORMAT = "gpt2lib-bpe"
 FORMAT_VERSION = 1
@@ -463,10 +462,7 @@ class BytePairTokenizer:
         vocab = [bytes([b]) for b in range(256)]
         merges: list[tuple[int, int]] = []
         while len(merges) < n_merges:
-            pair_counts: Counter[tuple[int, int]] = Counter()
-            for word, c in zip(words, weights):
-                for pair in zip(word, word[1:]):
-                    pair_counts[pair] += c
+            pair_counts = _pair_counts(dict(zip(map(tuple, words), weights)))
             if not pair_counts:
                 break
             if tie_break == "smallest-ids":  # most frequent, then the smallest (left id, right id)
@@ -582,20 +578,6 @@ class BytePairTokenizer:
             if len(m) != 2 or 256 + k >= len(vocab) or to_bytes(m[0]) + to_bytes(m[1]) != vocab[256 + k]:
                 raise ValueError(f"{vocab_bpe}: merge {k} {m} does not build token {256 + k} of {encoder_json}")
         return cls(vocab, special, name="gpt2")
-
-
-def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace each non-overlapping occurrence of ``pair``, left to right, by ``new_id``."""
-    a, b = pair
-    out, i, n = [], 0, len(ids)
-    while i < n:
-        if i < n - 1 and ids[i] == a and ids[i + 1] == b:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
