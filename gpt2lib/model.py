@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from gpt2lib.loss import linear_cross_entropy
 
-__all__ = ["GPT2Config", "GPT2", "CausalSelfAttention", "MLP", "Block", "KVCache", "attention_maps", "evaluating"]
+__all__ = ["GPT2Config", "GPT2", "CausalSelfAttention", "MLP", "Block", "KVCache", "attention_maps", "evaluating",
+           "causal_self_attention"]
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "manual")
 
@@ -173,6 +174,26 @@ class KVCache:
         self.k[layer, :, :, start:end] = k
         self.v[layer, :, :, start:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def causal_self_attention(x: torch.Tensor, c_attn: nn.Linear, c_proj: nn.Linear, n_head: int) -> torch.Tensor:
+    """Masked multi-head self-attention, written out (GPT-2 §2.3; Vaswani et al. 2017 §3.2): each position
+    attends to itself and the positions before it. ``x``: [B, T, C]; ``c_attn`` maps it to queries, keys and
+    values at once, ``c_proj`` mixes the heads' outputs. :class:`CausalSelfAttention` computes the same, faster,
+    and with a KV cache for generation."""
+    B, T, C = x.shape
+    hs = C // n_head  # each head works in a hs-dimensional subspace
+    q, k, v = c_attn(x).split(C, dim=2)
+    q = q.view(B, T, n_head, hs).transpose(1, 2)  # [B, n_head, T, hs]
+    k = k.view(B, T, n_head, hs).transpose(1, 2)
+    v = v.view(B, T, n_head, hs).transpose(1, 2)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # [B, n_head, T, T]: how well query i matches key j
+    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # j <= i: the past and itself
+    att = att.masked_fill(~causal, float("-inf"))
+    att = F.softmax(att, dim=-1)  # each row: weights summing to 1 over positions j <= i
+    y = att @ v  # [B, n_head, T, hs]: the weighted average of the values
+    y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again
+    return c_proj(y)
 
 
 class CausalSelfAttention(nn.Module):
