@@ -346,10 +346,6 @@ class GPT2(nn.Module):
     def device(self) -> torch.device:
         return self.transformer.wte.weight.device
 
-    @property
-    def attention_implementation(self) -> str:
-        return self.config.attention
-
     def set_attention(self, implementation: str) -> None:
         """Switch every layer to ``"sdpa"`` or ``"manual"`` attention (same numbers, different code)."""
         if implementation not in ATTENTION_IMPLEMENTATIONS:
@@ -367,7 +363,9 @@ class GPT2(nn.Module):
         return n
 
     # ----------------------------------------------------------------------------------------------
-    def _check_ids(self, idx: torch.Tensor, what: str = "idx") -> torch.Tensor:
+    def check_ids(self, idx: torch.Tensor, what: str = "idx") -> torch.Tensor:
+        """``idx`` as a long [batch, time] tensor on the model's device; a clear error naming ``what`` if it
+        is not a tensor of integer ids of that shape on that device. (Range: :meth:`check_id_range`.)"""
         if not isinstance(idx, torch.Tensor):
             raise TypeError(f"{what} must be a torch.Tensor of token ids, got {type(idx).__name__}")
         if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
@@ -381,7 +379,9 @@ class GPT2(nn.Module):
             )
         return idx if idx.dtype == torch.long else idx.long()
 
-    def _check_range(self, idx: torch.Tensor, low: int = 0, what: str = "idx") -> None:
+    def check_id_range(self, idx: torch.Tensor, low: int = 0, what: str = "idx") -> None:
+        """Raise ValueError naming the first id of ``idx`` outside ``[low, vocab_size)`` (skipped when
+        ``validate_ids`` is off: the check reads the ids back from an accelerator)."""
         if not self.validate_ids or idx.numel() == 0 or idx.device.type == "meta":
             return
         if torch.compiler.is_compiling():
@@ -405,7 +405,7 @@ class GPT2(nn.Module):
         ``kv_cache`` (generation) continues from the cached positions and is advanced by ``T``;
         ``attn_out`` collects the attention maps of each layer.
         """
-        idx = self._check_ids(idx)
+        idx = self.check_ids(idx)
         B, T = idx.shape
         past = kv_cache.pos if kv_cache is not None else 0
         if T == 0:
@@ -415,7 +415,7 @@ class GPT2(nn.Module):
                 f"sequence length {past + T} exceeds the model's context length "
                 f"block_size={self.config.block_size}"
             )
-        self._check_range(idx)
+        self.check_id_range(idx)
 
         pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
@@ -445,10 +445,10 @@ class GPT2(nn.Module):
         same number and gradients without the ``[B, T, vocab]`` logits tensor.
         """
         if targets is not None:  # check before the (expensive) forward pass
-            idx, targets = self._check_ids(idx), self._check_ids(targets, "targets")
+            idx, targets = self.check_ids(idx), self.check_ids(targets, "targets")
             if targets.shape != idx.shape:
                 raise ValueError(f"targets shape {tuple(targets.shape)} != idx shape {tuple(idx.shape)}")
-            self._check_range(targets, low=-1, what="targets")
+            self.check_id_range(targets, low=-1, what="targets")
         x = self.hidden_states(idx, kv_cache, attn_out)
         if targets is None:
             return self.lm_head(x[:, -1:, :] if last_only else x), None
