@@ -656,6 +656,35 @@ def _descending(token: bytes) -> tuple[int, ...]:
     return tuple(255 - x for x in token) + (256,)
 
 
+def _linked_words(counts: Mapping[bytes, int]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """The pre-tokens as one linked list of parts: token id of each part (-1 between pre-tokens and, later, for
+    merged-away parts), the count of the pre-token each part belongs to, and each part's next / previous."""
+    sym: list[int] = []
+    weight: list[int] = []
+    for word, c in counts.items():
+        if not isinstance(word, bytes) or not isinstance(c, int) or c < 0:
+            raise ValueError(f"counts must map bytes to non-negative int, got {word!r}: {c!r}")
+        if len(word) > 1 and c:
+            sym.extend(word)
+            sym.append(-1)
+            weight.extend(repeat(c, len(word) + 1))
+    nxt = list(range(1, len(sym) + 1))
+    prv = list(range(-1, len(sym) - 1))  # prv[0] = -1, and sym[-1] is the final separator -1
+    return sym, weight, nxt, prv
+
+
+def _pair_index(sym: list[int], weight: list[int]
+                ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], list[int]]]:
+    """Each adjacent pair's count (weighted) and the positions where it occurs."""
+    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, pair in enumerate(zip(sym, islice(sym, 1, None))):
+        if pair[0] >= 0 and pair[1] >= 0:
+            pair_counts[pair] += weight[i]
+            where[pair].append(i)
+    return pair_counts, where
+
+
 def learn_merges(counts: Mapping[bytes, int], n_merges: int,
                  tie_break: str = "smallest-ids") -> list[tuple[int, int]]:
     """Learn up to ``n_merges`` merges from pre-token counts; merge ``k`` makes token ``256 + k``.
@@ -673,24 +702,8 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int,
     finds the next pair: a count that fell since its entry was pushed is pushed again when the
     entry is popped (the entry's count is an upper bound, so the pop order stays right)."""
     _check_tie_break(tie_break)
-    sym: list[int] = []  # token id of each part, -1 between pre-tokens and for merged-away parts
-    weight: list[int] = []  # count of the pre-token each part belongs to
-    for word, c in counts.items():
-        if not isinstance(word, bytes) or not isinstance(c, int) or c < 0:
-            raise ValueError(f"counts must map bytes to non-negative int, got {word!r}: {c!r}")
-        if len(word) > 1 and c:
-            sym.extend(word)
-            sym.append(-1)
-            weight.extend(repeat(c, len(word) + 1))
-    nxt = list(range(1, len(sym) + 1))
-    prv = list(range(-1, len(sym) - 1))  # prv[0] = -1, and sym[-1] is the final separator -1
-    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
-    where: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, pair in enumerate(zip(sym, islice(sym, 1, None))):
-        if pair[0] >= 0 and pair[1] >= 0:
-            pair_counts[pair] += weight[i]
-            where[pair].append(i)
-
+    sym, weight, nxt, prv = _linked_words(counts)
+    pair_counts, where = _pair_index(sym, weight)
     vocab = [bytes([b]) for b in range(256)]
     if tie_break == "smallest-ids":
         def key(p, c):

@@ -42,8 +42,8 @@ def _reference(cfg: TrainConfig, dropout: float) -> tuple[GPT2, torch.optim.Adam
     model = _model(dropout)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     loader = TokenLoader(TokenShards.open(cfg.data_dir, "train"), cfg.block_size, cfg.micro_batch_size, seed=cfg.seed)
     accum = cfg.tokens_per_step // (cfg.micro_batch_size * cfg.block_size)
     torch.manual_seed(cfg.seed + 1)  # the trainer's documented dropout stream of rank 0
