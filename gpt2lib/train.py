@@ -42,6 +42,7 @@ from gpt2lib.errors import ConfigError
 from gpt2lib.hardware import estimate_memory, max_micro_batch_size
 from gpt2lib.model import GPT2, GPT2Config
 from gpt2lib.recipe import batch_loss, configure_optimizer, evaluate_loss, lr_at, optimizer_step
+# the run machinery; LOG, the exceptions, read_log and plot_losses keep their old home here too
 from gpt2lib.runner import (LOG, LogError, NonFiniteLossError, Run, RunExistsError, StopRequests, TrainingAborted,
                             TrainingInterrupted, mixed_precision, open_data, place_model, plot_losses, read_log,
                             refuse_earlier_run, setup_distributed, wrap_model)
@@ -49,7 +50,6 @@ from gpt2lib.runner import (LOG, LogError, NonFiniteLossError, Run, RunExistsErr
 __all__ = ["TrainConfig", "train", "lr_at", "NonFiniteLossError", "RunExistsError", "LogError",
            "TrainingInterrupted", "TrainingAborted", "configure_optimizer", "evaluate_loss", "read_log", "plot_losses",
            "estimate_memory", "max_micro_batch_size", "PRESETS", "batch_loss", "optimizer_step"]
-
 
 
 
