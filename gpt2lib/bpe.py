@@ -6,7 +6,9 @@ represent any string, and it keeps BPE from merging across character categories 
 splitting text into pre-tokens with a regular expression (letters, digits, punctuation and
 whitespace are kept apart; "dog." never becomes one token).
 
-This module is the readable version. :mod:`gpt2lib.tokenizer` wraps tiktoken, the fast one.
+The version to read first is :mod:`gpt2lib.bpe_basic` (the merge loop and the rank-ordered encoder in a few
+lines each); this module is the complete pure-Python one, with the fast paths tested equal to it, and
+:mod:`gpt2lib.tokenizer` wraps tiktoken, the fastest.
 Loaded with GPT-2's own files, :class:`BytePairTokenizer` gives the same ids as tiktoken on
 every input.
 
@@ -64,11 +66,8 @@ import numpy as np
 import regex
 
 from gpt2lib._io import atomic_write_text
+from gpt2lib.bpe_basic import GPT2_SPLIT_PATTERN, merge as _merge, pair_counts as _pair_counts
 
-# GPT-2's pre-tokenizer (openai/gpt-2 src/encoder.py), with the contractions 's 't 're 've 'm 'll 'd
-# written as one group. Contractions are matched case-sensitively, so "DON'T" splits as "DON", "'",
-# "T": a quirk of GPT-2 we keep, because the released vocabulary was learned with it.
-GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 ENDOFTEXT = "<|endoftext|>"
 FORMAT = "gpt2lib-bpe"
 FORMAT_VERSION = 1
@@ -463,10 +462,7 @@ class BytePairTokenizer:
         vocab = [bytes([b]) for b in range(256)]
         merges: list[tuple[int, int]] = []
         while len(merges) < n_merges:
-            pair_counts: Counter[tuple[int, int]] = Counter()
-            for word, c in zip(words, weights):
-                for pair in zip(word, word[1:]):
-                    pair_counts[pair] += c
+            pair_counts = _pair_counts(dict(zip(map(tuple, words), weights)))
             if not pair_counts:
                 break
             if tie_break == "smallest-ids":  # most frequent, then the smallest (left id, right id)
@@ -584,20 +580,6 @@ class BytePairTokenizer:
         return cls(vocab, special, name="gpt2")
 
 
-def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace each non-overlapping occurrence of ``pair``, left to right, by ``new_id``."""
-    a, b = pair
-    out, i, n = [], 0, len(ids)
-    while i < n:
-        if i < n - 1 and ids[i] == a and ids[i + 1] == b:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Training as plain functions: count (map), merge counts (reduce), learn merges from the counts.
 
@@ -674,6 +656,35 @@ def _descending(token: bytes) -> tuple[int, ...]:
     return tuple(255 - x for x in token) + (256,)
 
 
+def _linked_words(counts: Mapping[bytes, int]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """The pre-tokens as one linked list of parts: token id of each part (-1 between pre-tokens and, later, for
+    merged-away parts), the count of the pre-token each part belongs to, and each part's next / previous."""
+    sym: list[int] = []
+    weight: list[int] = []
+    for word, c in counts.items():
+        if not isinstance(word, bytes) or not isinstance(c, int) or c < 0:
+            raise ValueError(f"counts must map bytes to non-negative int, got {word!r}: {c!r}")
+        if len(word) > 1 and c:
+            sym.extend(word)
+            sym.append(-1)
+            weight.extend(repeat(c, len(word) + 1))
+    nxt = list(range(1, len(sym) + 1))
+    prv = list(range(-1, len(sym) - 1))  # prv[0] = -1, and sym[-1] is the final separator -1
+    return sym, weight, nxt, prv
+
+
+def _pair_index(sym: list[int], weight: list[int]
+                ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], list[int]]]:
+    """Each adjacent pair's count (weighted) and the positions where it occurs."""
+    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, pair in enumerate(zip(sym, islice(sym, 1, None))):
+        if pair[0] >= 0 and pair[1] >= 0:
+            pair_counts[pair] += weight[i]
+            where[pair].append(i)
+    return pair_counts, where
+
+
 def learn_merges(counts: Mapping[bytes, int], n_merges: int,
                  tie_break: str = "smallest-ids") -> list[tuple[int, int]]:
     """Learn up to ``n_merges`` merges from pre-token counts; merge ``k`` makes token ``256 + k``.
@@ -691,24 +702,8 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int,
     finds the next pair: a count that fell since its entry was pushed is pushed again when the
     entry is popped (the entry's count is an upper bound, so the pop order stays right)."""
     _check_tie_break(tie_break)
-    sym: list[int] = []  # token id of each part, -1 between pre-tokens and for merged-away parts
-    weight: list[int] = []  # count of the pre-token each part belongs to
-    for word, c in counts.items():
-        if not isinstance(word, bytes) or not isinstance(c, int) or c < 0:
-            raise ValueError(f"counts must map bytes to non-negative int, got {word!r}: {c!r}")
-        if len(word) > 1 and c:
-            sym.extend(word)
-            sym.append(-1)
-            weight.extend(repeat(c, len(word) + 1))
-    nxt = list(range(1, len(sym) + 1))
-    prv = list(range(-1, len(sym) - 1))  # prv[0] = -1, and sym[-1] is the final separator -1
-    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
-    where: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, pair in enumerate(zip(sym, islice(sym, 1, None))):
-        if pair[0] >= 0 and pair[1] >= 0:
-            pair_counts[pair] += weight[i]
-            where[pair].append(i)
-
+    sym, weight, nxt, prv = _linked_words(counts)
+    pair_counts, where = _pair_index(sym, weight)
     vocab = [bytes([b]) for b in range(256)]
     if tie_break == "smallest-ids":
         def key(p, c):

@@ -579,8 +579,3 @@ class TokenLoader:
                 raise ValueError(f"loader state has {key}={state[key]!r} but this loader has {mine!r}")
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._order = self._epoch_order(self.epoch)
-
-
-def num_batches_for(tokens: int, block_size: int, batch_size: int) -> int:
-    """How many full batches a split of ``tokens`` tokens gives (one rank, one epoch)."""
-    return ((tokens - 1) // block_size) // batch_size if tokens > block_size else 0

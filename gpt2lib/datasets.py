@@ -2,7 +2,7 @@
 
 Every file has a name (``"tiny-shakespeare"``, ``"webtext-sample"``, ``"lambada-test"``, ...), a path in the
 mirror layout, the URL it is downloaded from, its canonical public source, its size, its sha256 and its license
-(the table lives in ``gpt2lib/_manifest.py``, transcribed from the data mirror's MANIFEST.tsv).
+(the table lives in ``gpt2lib/datasets.tsv``, transcribed from the data mirror's MANIFEST.tsv).
 
 Where a file comes from, in order:
 

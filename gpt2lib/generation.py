@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from gpt2lib.model import GPT2, KVCache
+from gpt2lib.model import GPT2, KVCache, evaluating
 
 __all__ = ["generate", "stream", "top_k_filter", "top_p_filter", "sample_next", "check_generator_device"]
 
@@ -146,10 +146,10 @@ def stream(
     if not isinstance(idx, torch.Tensor):
         raise TypeError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
     single = idx.dim() == 1
-    prompt = model._check_ids(idx.unsqueeze(0) if single else idx)
+    prompt = model.check_ids(idx.unsqueeze(0) if single else idx)
     if prompt.size(1) == 0:
         raise ValueError("the prompt is empty; start from at least one token (e.g. <|endoftext|>)")
-    model._check_range(prompt)
+    model.check_id_range(prompt)
     check_generator_device(generator, model.transformer.wte.weight.device)  # also for greedy: fail on CPU too
     vocab = model.config.vocab_size
     if eos_id is not None and not (isinstance(eos_id, int) and 0 <= eos_id < vocab):
@@ -186,9 +186,7 @@ def _stream(model, prompt, max_new_tokens, temperature, top_k, top_p, eos_id, ge
     block = model.config.block_size
     window = prompt[:, -block:]  # documented crop: keep the last block_size tokens
     B = window.size(0)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         param = model.transformer.wte.weight
         max_len = min(block, window.size(1) + max_new_tokens)
         cache = KVCache(model.config, B, max_len, device=param.device, dtype=param.dtype)
@@ -210,8 +208,6 @@ def _stream(model, prompt, max_new_tokens, temperature, top_k, top_p, eos_id, ge
             else:  # the context is full: slide the window by one token and rebuild the cache on it
                 cache.pos = 0
                 logits = head(model.hidden_states(window, kv_cache=cache)[:, -1])
-    finally:
-        model.train(was_training)
 
 
 def generate(

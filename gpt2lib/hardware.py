@@ -84,10 +84,7 @@ def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -
 
 
 class _Bytes:
-    """Shared by the memory estimates: their parts as a dict, and printed in GiB."""
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    """Shared by the memory estimates: printed in GiB, part by part."""
 
     def __str__(self) -> str:
         gib = 1024**3

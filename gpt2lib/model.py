@@ -21,6 +21,7 @@ Usage::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ import torch.nn.functional as F
 
 from gpt2lib.loss import linear_cross_entropy
 
-__all__ = ["GPT2Config", "GPT2", "CausalSelfAttention", "MLP", "Block", "KVCache", "attention_maps"]
+__all__ = ["GPT2Config", "GPT2", "CausalSelfAttention", "MLP", "Block", "KVCache", "attention_maps", "evaluating",
+           "causal_self_attention"]
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "manual")
 
@@ -172,6 +174,26 @@ class KVCache:
         self.k[layer, :, :, start:end] = k
         self.v[layer, :, :, start:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def causal_self_attention(x: torch.Tensor, c_attn: nn.Linear, c_proj: nn.Linear, n_head: int) -> torch.Tensor:
+    """Masked multi-head self-attention, written out (GPT-2 §2.3; Vaswani et al. 2017 §3.2): each position
+    attends to itself and the positions before it. ``x``: [B, T, C]; ``c_attn`` maps it to queries, keys and
+    values at once, ``c_proj`` mixes the heads' outputs. :class:`CausalSelfAttention` computes the same, faster,
+    and with a KV cache for generation."""
+    B, T, C = x.shape
+    hs = C // n_head  # each head works in a hs-dimensional subspace
+    q, k, v = c_attn(x).split(C, dim=2)
+    q = q.view(B, T, n_head, hs).transpose(1, 2)  # [B, n_head, T, hs]
+    k = k.view(B, T, n_head, hs).transpose(1, 2)
+    v = v.view(B, T, n_head, hs).transpose(1, 2)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # [B, n_head, T, T]: how well query i matches key j
+    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # j <= i: the past and itself
+    att = att.masked_fill(~causal, float("-inf"))
+    att = F.softmax(att, dim=-1)  # each row: weights summing to 1 over positions j <= i
+    y = att @ v  # [B, n_head, T, hs]: the weighted average of the values
+    y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again
+    return c_proj(y)
 
 
 class CausalSelfAttention(nn.Module):
@@ -324,10 +346,6 @@ class GPT2(nn.Module):
     def device(self) -> torch.device:
         return self.transformer.wte.weight.device
 
-    @property
-    def attention_implementation(self) -> str:
-        return self.config.attention
-
     def set_attention(self, implementation: str) -> None:
         """Switch every layer to ``"sdpa"`` or ``"manual"`` attention (same numbers, different code)."""
         if implementation not in ATTENTION_IMPLEMENTATIONS:
@@ -345,7 +363,9 @@ class GPT2(nn.Module):
         return n
 
     # ----------------------------------------------------------------------------------------------
-    def _check_ids(self, idx: torch.Tensor, what: str = "idx") -> torch.Tensor:
+    def check_ids(self, idx: torch.Tensor, what: str = "idx") -> torch.Tensor:
+        """``idx`` as a long [batch, time] tensor on the model's device; a clear error naming ``what`` if it
+        is not a tensor of integer ids of that shape on that device. (Range: :meth:`check_id_range`.)"""
         if not isinstance(idx, torch.Tensor):
             raise TypeError(f"{what} must be a torch.Tensor of token ids, got {type(idx).__name__}")
         if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
@@ -359,7 +379,9 @@ class GPT2(nn.Module):
             )
         return idx if idx.dtype == torch.long else idx.long()
 
-    def _check_range(self, idx: torch.Tensor, low: int = 0, what: str = "idx") -> None:
+    def check_id_range(self, idx: torch.Tensor, low: int = 0, what: str = "idx") -> None:
+        """Raise ValueError naming the first id of ``idx`` outside ``[low, vocab_size)`` (skipped when
+        ``validate_ids`` is off: the check reads the ids back from an accelerator)."""
         if not self.validate_ids or idx.numel() == 0 or idx.device.type == "meta":
             return
         if torch.compiler.is_compiling():
@@ -383,7 +405,7 @@ class GPT2(nn.Module):
         ``kv_cache`` (generation) continues from the cached positions and is advanced by ``T``;
         ``attn_out`` collects the attention maps of each layer.
         """
-        idx = self._check_ids(idx)
+        idx = self.check_ids(idx)
         B, T = idx.shape
         past = kv_cache.pos if kv_cache is not None else 0
         if T == 0:
@@ -393,7 +415,7 @@ class GPT2(nn.Module):
                 f"sequence length {past + T} exceeds the model's context length "
                 f"block_size={self.config.block_size}"
             )
-        self._check_range(idx)
+        self.check_id_range(idx)
 
         pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
@@ -423,10 +445,10 @@ class GPT2(nn.Module):
         same number and gradients without the ``[B, T, vocab]`` logits tensor.
         """
         if targets is not None:  # check before the (expensive) forward pass
-            idx, targets = self._check_ids(idx), self._check_ids(targets, "targets")
+            idx, targets = self.check_ids(idx), self.check_ids(targets, "targets")
             if targets.shape != idx.shape:
                 raise ValueError(f"targets shape {tuple(targets.shape)} != idx shape {tuple(idx.shape)}")
-            self._check_range(targets, low=-1, what="targets")
+            self.check_id_range(targets, low=-1, what="targets")
         x = self.hidden_states(idx, kv_cache, attn_out)
         if targets is None:
             return self.lm_head(x[:, -1:, :] if last_only else x), None
@@ -473,3 +495,14 @@ class GPT2(nn.Module):
 def attention_maps(model: GPT2, idx: torch.Tensor) -> torch.Tensor:
     """Attention probabilities of ``model`` on ``idx``: ``[n_layer, B, n_head, T, T]`` (for plotting)."""
     return model.attention_maps(idx)
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Run the body with ``model`` in eval mode (dropout off), then put back the mode it had, also on errors."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

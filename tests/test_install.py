@@ -72,3 +72,12 @@ def test_readme_quotes_the_offline_error_that_the_example_gives(tmp_path):
     head, tail = message.split(" (", 1)[0], message.rsplit(". ", 1)[-1]
     assert "If you are offline" in tail
     assert head in README and tail in README
+
+
+def test_every_data_file_of_the_package_is_shipped():
+    """Files in gpt2lib/ that are not Python (the dataset table) are listed as package data, or an installed
+    (non-editable) gpt2lib would lack them."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["package-data"]["gpt2lib"])
+    data = {p.relative_to(ROOT / "gpt2lib").as_posix() for p in (ROOT / "gpt2lib").rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert data and data <= listed

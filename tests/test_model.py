@@ -333,3 +333,16 @@ def test_id_validation_can_be_switched_off_for_accelerators():
     model.validate_ids = False
     with pytest.raises(IndexError):  # no check: the embedding lookup itself fails
         model(bad)
+
+
+@pytest.mark.parametrize("mode", [True, False])
+def test_evaluating_turns_dropout_off_and_restores_the_mode_even_on_errors(mode):
+    from gpt2lib.model import evaluating
+
+    model = make(tiny(dropout=0.5)).train(mode)
+    with evaluating(model):
+        assert not model.training and not any(m.training for m in model.modules())
+    assert model.training is mode and all(m.training is mode for m in model.modules())
+    with pytest.raises(RuntimeError, match="boom"), evaluating(model):
+        raise RuntimeError("boom")
+    assert model.training is mode and all(m.training is mode for m in model.modules())
