@@ -134,8 +134,14 @@ def main():
             if key in META:
                 caption, alt = META[key]
                 mystnb = cell.metadata.setdefault("mystnb", {})
-                mystnb["figure"] = {"caption": caption, "name": "fig-" + cell["id"]}
                 mystnb["image"] = {"alt": alt}
+                # MyST-NB wraps *every* display output of the cell in the figure: a cell that also displays
+                # something else (training-05 shows the source of lr_at) gets alt text only, no caption
+                displays = [o for o in cell.outputs if o.output_type in ("display_data", "execute_result")]
+                if len(displays) == 1:
+                    mystnb["figure"] = {"caption": caption, "name": "fig-" + cell["id"]}
+                else:
+                    mystnb.pop("figure", None)
                 done.add(key)
         nbformat.write(nb, path)
     missing = set(META) - done
