@@ -197,3 +197,21 @@ FIGURES_JS = r"""(() => [...document.querySelectorAll('article.bd-article img')]
           natural: img.naturalWidth, caption: caption ? caption.innerText.trim() : '',
           number: caption ? ((caption.querySelector('.caption-number') || {}).innerText || '') : ''};
 }))()"""
+
+# The claims ledger's status filter (book/_static/gpt2book.js): click each button, count the claims left shown and
+# their statuses; null when the page has no filter.
+LEDGER_FILTER_JS = r"""(() => {
+  const bar = document.querySelector('div.gb-ledger-filter');
+  if (!bar) return null;
+  const heads = [...document.querySelectorAll('article dl.myst > dt')].filter(dt => dt.querySelector('span.sd-badge'));
+  const status = dt => dt.querySelector('span.sd-badge').textContent.trim();
+  const out = {};
+  for (const button of bar.querySelectorAll('button')) {
+    button.click();
+    const shown = heads.filter(dt => !dt.hidden);
+    out[button.value] = {shown: shown.length, statuses: [...new Set(shown.map(status))].sort(),
+                         label: button.textContent};
+  }
+  bar.querySelector('button[value="all"]').click();
+  return out;
+})()"""

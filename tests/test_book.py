@@ -8,7 +8,8 @@ Slow browser check: ``jupyter-book build . -W -n --keep-going`` (warnings are er
 wide, network blocked; driven over the DevTools protocol, tests/_chromium.py) opens every chapter page, which must
 exist, show no Python traceback or stderr output, show as many figures as its notebook has image outputs, have no
 code, output, table or formula block wider than the content column, and render its math with the local MathJax.
-Every figure has alt text of its own (not a file name) and a numbered caption, and the text of every SVG diagram
+The claims ledger's status filter shows exactly the claims of the chosen status. Every figure has alt text of its
+own (not a file name) and a numbered caption, and the text of every SVG diagram
 is drawn at least MIN_FIGURE_TEXT_PX tall at 1280 px. Then at a phone's width (390 px) every page of the book,
 chapters and documentation pages alike, must not scroll sideways and no block may overflow the column.
 Whole-page screenshots of the model chapter, the claims ledger and the reproduce page go to ``_build/screenshots/``
@@ -94,7 +95,7 @@ SCREENSHOTS = ("model", "paper_claims", "reproduce")  # whole-page screenshots a
 PHONE = 390                   # px: the width of a phone held upright
 PHONE_SCREENSHOTS = ("model", "paper_claims")
 MIN_FIGURE_TEXT_PX = 11.0     # the smallest text of an SVG diagram as drawn in the column at 1280 px
-MIN_PLOT_SCALE = 0.45         # a plot (PNG) is not shown smaller than this fraction of its drawn size at 1280 px
+MIN_PLOT_SCALE = 0.55         # a plot (PNG) is not shown smaller than this fraction of its drawn size at 1280 px
 PAGES = [ROOT / f"{name}.{ext}" for name in sync_notebooks.toc_files(ROOT) for ext in ("ipynb", "md")
          if (ROOT / f"{name}.{ext}").exists()]
 
@@ -257,6 +258,12 @@ def test_book_builds_with_warnings_as_errors_and_every_page_renders():
 
             # no horizontal overflow of code, outputs, tables or display math
             overflow += [f"{page.name}: {o}" for o in browser.evaluate(_chromium.OVERFLOW_JS)["found"]]
+            if path.stem == "paper_claims":  # the ledger's status filter shows exactly the claims of a status
+                ledger_filter = browser.evaluate(_chromium.LEDGER_FILTER_JS)
+                assert ledger_filter and len(ledger_filter) >= 3, f"the ledger has no status filter: {ledger_filter}"
+                total = ledger_filter.pop("all")["shown"]
+                assert all(v["statuses"] == [k] and f"({v['shown']})" in v["label"] for k, v in ledger_filter.items())
+                assert sum(v["shown"] for v in ledger_filter.values()) == total, ledger_filter
             if path.stem in SCREENSHOTS:
                 browser.screenshot(shots / f"{path.stem}.png")
                 assert (shots / f"{path.stem}.png").is_file(), f"{page.name}: no screenshot"

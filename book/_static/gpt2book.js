@@ -2,10 +2,10 @@
 
    A narrow window (a phone) cannot show an 88-character line, so code blocks wrap (gpt2book.css) instead of
    scrolling sideways. A wrapped Python line must not restart at column 0, where it would read as broken code:
-   each line of a code block becomes an inline block as wide as the column, whose continuation lines hang under
-   the line's first character (padding-left = indentation + 2 characters, text-indent = minus that). The
-   highlighting spans are kept: a span that crosses lines (a docstring) is cloned into each line it covers. The
-   newlines stay in the text between the lines, so the text and a copy of it are unchanged. */
+   each line of a code block becomes a block whose continuation lines hang under the line's first character
+   (padding-left = indentation + 2 characters, text-indent = minus that). The highlighting spans are kept: a
+   span that crosses lines (a docstring) is cloned into each line it covers. The newlines stay in the text, in
+   undrawn spans between the lines, so the text and a copy of it are unchanged. */
 (function () {
   function splitLines(pre) {
     const lines = [[]];
@@ -36,7 +36,12 @@
     const lines = splitLines(pre);
     const out = document.createDocumentFragment();
     lines.forEach((nodes, i) => {
-      if (i > 0) out.appendChild(document.createTextNode("\n"));  // the text (and a copy of it) keeps its newlines
+      if (i > 0) {  // the newline stays in the text (and in a copy of it) but is not drawn: the blocks break lines
+        const newline = document.createElement("span");
+        newline.className = "gb-nl";
+        newline.textContent = "\n";
+        out.appendChild(newline);
+      }
       const line = document.createElement("span");
       line.className = "gb-line";
       nodes.forEach((n) => line.appendChild(n));
