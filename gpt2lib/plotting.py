@@ -1,7 +1,7 @@
 """The book's figure style: one set of matplotlib settings for every chapter plot and diagram.
 
-A figure is drawn at its ``figsize`` and then scaled to the book's content column (about 720 px wide at a
-1280 px window). Text stays readable when the figure is not much wider than the column and its fonts are not
+A figure is drawn at its ``figsize`` and then scaled to the book's content column (672 px wide in a 1280 px
+window, measured in Chromium). Text stays readable when the figure is not much wider than the column and its fonts are not
 too small: :data:`MIN_FONT_PT` is the smallest font any figure should use, :data:`COLUMN_INCHES` the width a
 figure is drawn at so that 1 pt of text is about 1 pt on the page. ``book/matplotlibrc`` holds the same
 settings (written by :func:`write_matplotlibrc`, checked by ``tests/test_figures.py``), so every chapter kernel,
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 MIN_FONT_PT = 10.0    # no text smaller than this in a figure drawn COLUMN_INCHES wide
-COLUMN_INCHES = 7.5   # the content column at 1280 px (about 720 px = 7.5 in at 96 px per inch)
+COLUMN_INCHES = 7.5   # the widest a figure is drawn: 720 px at 96 px per inch, shown at >= 0.93 of its size
 
 BOOK_STYLE: dict[str, object] = {
     "font.family": "sans-serif",
