@@ -118,7 +118,7 @@ def gpt2_block():
         arrow(ax, (7.3, y0 + 0.75), (7.3, y0 + 1.55))
         arrow(ax, (7.3, y0 + 1.55), (sx + 0.22, y0 + 1.55))
         plus(ax, sx, y0 + 1.55)
-    label(ax, 7.45, 4.75, "reads a normalized copy,\nadds its result back", fs=SMALL, ha="left", color=GREY)
+    label(ax, 7.45, 4.75, "reads LN(x), adds\nits result to x", fs=SMALL, ha="left", color=GREY)
     # top
     box(ax, 1.55, 9.05, 2.1, 0.6, "LN (ln_f)", NORM)
     arrow(ax, (sx, 9.65), (sx, 10.0))
@@ -147,7 +147,7 @@ def pre_post_ln():
             arrow(ax, (x0 + 3.4, 2.7), (x0 + 3.4, 3.3))
             arrow(ax, (x0 + 3.4, 3.3), (sx + 0.22, 3.3))
             plus(ax, sx, 3.3)
-            label(ax, x0 + 2.0, 4.6, "identity path: the stream\nis a plain sum; the gradient\nreaches every block unscaled",
+            label(ax, x0 + 2.0, 4.6, "identity path: the\nstream is a plain sum;\nthe gradient reaches\nevery block unscaled",
                   fs=SMALL, ha="left", color=STREAM)
         else:
             arrow(ax, (sx, 1.3), (x0 + 2.4, 1.3), color=STREAM)
@@ -156,8 +156,8 @@ def pre_post_ln():
             arrow(ax, (x0 + 3.4, 2.6), (sx + 0.22, 2.6))
             plus(ax, sx, 2.6)
             box(ax, sx - 0.5, 3.2, 1.0, 0.6, "LN", NORM)
-            label(ax, x0 + 1.75, 4.6, "the stream itself is\nrenormalized after every\nsub-block: the gradient\n"
-                  "passes through every LN", fs=SMALL, ha="left", color=NORM)
+            label(ax, x0 + 1.75, 4.6, "the stream itself is\nrenormalized after\nevery sub-block: the\n"
+                  "gradient passes\nthrough every LN", fs=SMALL, ha="left", color=NORM)
     ax.plot([5.0, 5.0], [0.2, 6.6], color=GREY, lw=0.8, ls=":")
     return fig
 
@@ -250,11 +250,11 @@ def bpe_merges():
             w = 0.22 + 0.2 * len(p)
             box(ax, x, y, w, 0.6, p, color, fs=FS, family="monospace", radius=0.05)
             x += w + 0.06
-    label(ax, 7.55, 4.9, "Ġ is the space byte 0x20;\n"
-          "é is two bytes, 0xC3 0xA9,\nshown as Ã and © (GPT-2's\nbyte-to-unicode map)", fs=SMALL, ha="left",
+    label(ax, 7.55, 4.9, "Ġ: the space byte\n"
+          "é: two bytes, C3 A9,\nshown as Ã and ©\n(GPT-2's byte-to-\nunicode map)", fs=SMALL, ha="left",
           color=GREY)
-    label(ax, 7.55, 2.0, "merges never cross the\npre-token boundary |;\nat encoding time the merge\n"
-          "learned earliest goes first", fs=SMALL, ha="left", color=GREY)
+    label(ax, 7.55, 2.0, "merges never cross\nthe gap between\npre-tokens; the merge\n"
+          "learned first is\napplied first", fs=SMALL, ha="left", color=GREY)
     return fig
 
 
