@@ -176,6 +176,44 @@ def test_phone_check_reports_a_page_that_scrolls_sideways(tmp_path):
 
 
 @pytest.mark.browser
+def test_wrapped_code_keeps_its_indentation_and_its_text(tmp_path):
+    """book/_static/gpt2book.js + gpt2book.css at 390 px: a long indented line of a highlighted code block wraps,
+    its continuation starts 2 characters right of the line's indentation (not at column 0), blank lines keep their
+    height, and the block's text (what a copy gives) is unchanged."""
+    binary = _browser_or_skip()
+    static = ROOT / "book" / "_static"
+    code = ('def f():\n\n        return some_function(argument_one, argument_two, argument_three, '
+            'argument_four, argument_five)\n')
+    highlighted = code.replace("def", "<span class='k'>def</span>").replace("return", "<span class='k'>return</span>")
+    page = tmp_path / "code.html"
+    page.write_text(f"<!DOCTYPE html><html><head><link rel='stylesheet' href='{(static / 'gpt2book.css').as_uri()}'>"
+                    "<style>pre{font-family:monospace;font-size:12px;margin:0}</style></head><body style='margin:0'>"
+                    f"<article class='bd-article'><div class='highlight'><pre>{highlighted}</pre></div></article>"
+                    f"<script src='{(static / 'gpt2book.js').as_uri()}'></script></body></html>", encoding="utf-8")
+    with _chromium.Chromium(binary, width=PHONE) as browser:
+        browser.open(page.as_uri())
+        got = browser.evaluate(r"""(() => {
+          const pre = document.querySelector('pre'), lines = pre.querySelectorAll('span.gb-line');
+          const probe = document.createElement('span'); probe.textContent = 'x'; pre.appendChild(probe);
+          const ch = probe.getBoundingClientRect().width; probe.remove();
+          const range = document.createRange(); range.selectNodeContents(lines[2]);
+          const rows = {};  // the leftmost start of each visual row of the long line
+          for (const r of range.getClientRects())
+            rows[Math.round(r.top)] = Math.min(rows[Math.round(r.top)] ?? Infinity, r.left);
+          return {text: pre.textContent, lines: lines.length, ch, left: pre.getBoundingClientRect().left,
+                  rows: Object.keys(rows).map(Number).sort((a, b) => a - b).map(top => rows[top]),
+                  blank: lines[1].getBoundingClientRect().height, first: lines[0].getBoundingClientRect().height,
+                  scroll: pre.scrollWidth - pre.clientWidth};
+        })()""")
+    assert got["text"] == code.rstrip("\n") and got["lines"] == 3, got
+    assert got["scroll"] <= 1, f"the block scrolls sideways: {got}"
+    first, *continued = got["rows"]  # the first row starts with the 8 spaces of indentation, at the block's left
+    assert continued, f"the long line did not wrap at {PHONE} px: {got}"
+    assert all(abs((x - first) - 10 * got["ch"]) <= 1 for x in continued), f"continuation not at indent + 2: {got}"
+    assert abs(got["blank"] - got["first"]) <= 1, f"a blank line lost its height: {got}"
+
+
+@pytest.mark.browser
 def test_figure_check_reports_missing_alt_caption_and_small_text(tmp_path):
     """The checker itself: an image whose alt is its file name and that has no caption, and an SVG whose 10 pt text
     is drawn at a third of its size, are reported; a captioned figure with real alt text and large text is not."""
@@ -276,7 +314,6 @@ def test_book_builds_with_warnings_as_errors_and_every_page_renders():
                     f"{page.name} links to {target}#{anchor}, which has no such anchor")
     assert not overflow, "blocks wider than the content column at 1280 px:\n" + "\n".join(overflow)
     assert "model" in math_pages, f"the model chapter's formulas were not found (pages with math: {math_pages})"
-    assert not figures, "figures a reader cannot read or a screen reader cannot describe:\n" + "\n".join(figures)
 
     # a phone: every page of the book, no sideways scrolling, no block wider than the column
     phone = []
@@ -293,6 +330,7 @@ def test_book_builds_with_warnings_as_errors_and_every_page_renders():
             if path.stem in PHONE_SCREENSHOTS:
                 browser.screenshot(shots / f"{path.stem}-{PHONE}px.png")
     assert not phone, f"pages that do not fit a {PHONE} px phone:\n" + "\n".join(phone)
+    assert not figures, "figures a reader cannot read or a screen reader cannot describe:\n" + "\n".join(figures)
 
 
 def test_bibliography_is_author_year_with_et_al_and_titles_as_written():
