@@ -21,7 +21,7 @@ NO_NETWORK = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--pro
 
 # Blocks that must fit the content column: code cells, text outputs, tables, display math. A block overflows when
 # its content is wider than its box (it scrolls or clips sideways), or when its box reaches past the column.
-OVERFLOW_JS = r"""(() => {
+OVERFLOW_JS = r"""((allowScroll = false) => {
   const column = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const right = column.getBoundingClientRect().right;
   const found = [];
@@ -31,14 +31,20 @@ OVERFLOW_JS = r"""(() => {
     const box = el.getBoundingClientRect();
     if (box.width === 0 || el.closest('details:not([open])')) continue;  // not shown (a closed toggle)
     const wider = el.scrollWidth - el.clientWidth, past = box.right - right;
-    if (wider > 1 || past > 1) {
+    // a display formula may scroll inside its own box at a phone's width (MathJax 3 cannot break lines)
+    const scrolls = el.matches('mjx-container[display="true"]') && past <= 1
+                    && getComputedStyle(el).overflowX === 'auto';
+    if ((wider > 1 && !(scrolls && allowScroll)) || past > 1) {
       const lines = (el.innerText || '').split('\n').sort((a, b) => b.length - a.length);
       found.push(`<${el.tagName.toLowerCase()} class="${el.className}">: ${Math.max(wider, past).toFixed(0)} px too `
                  + `wide, longest line ${JSON.stringify(lines[0].slice(0, 100))}`);
     }
   }
   return {column: column.clientWidth, found};
-})()"""
+})(ALLOW_SCROLL)"""
+# At a phone's width a formula that scrolls inside its own box is not an overflow (the page does not move).
+OVERFLOW_PHONE_JS = OVERFLOW_JS.replace("(ALLOW_SCROLL)", "(true)")
+OVERFLOW_JS = OVERFLOW_JS.replace("(ALLOW_SCROLL)", "()")
 
 # Math: after MathJax's typesetting, every math node of the page holds a rendered <mjx-container>, and the
 # article's text shows no raw TeX delimiters.
@@ -166,3 +172,46 @@ class Chromium:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# The page itself: at a phone's width nothing may make the page scroll sideways.
+PAGE_WIDTH_JS = r"""(() => {
+  const doc = document.documentElement, wide = [];
+  if (doc.scrollWidth > doc.clientWidth + 1)
+    for (const el of document.querySelectorAll('article *')) {
+      const box = el.getBoundingClientRect();
+      if (box.right > doc.clientWidth + 1 && !el.closest('details:not([open])') && box.width > 0
+          && ![...wide].some(w => w.el.contains(el)))
+        wide.push({el, tag: el.tagName.toLowerCase(), cls: el.className, right: Math.round(box.right),
+                   text: (el.innerText || '').slice(0, 80)});
+    }
+  return {scrollWidth: doc.scrollWidth, clientWidth: doc.clientWidth,
+          wide: wide.slice(0, 5).map(({el, ...rest}) => rest)};
+})()"""
+
+# Figures of the article: every image with its alt text, its drawn and natural width, and its figure caption.
+FIGURES_JS = r"""(() => [...document.querySelectorAll('article.bd-article img')].map(img => {
+  const figure = img.closest('figure');
+  const caption = figure && figure.querySelector('figcaption');
+  return {src: img.getAttribute('src'), alt: img.getAttribute('alt') || '', width: img.getBoundingClientRect().width,
+          natural: img.naturalWidth, caption: caption ? caption.innerText.trim() : '',
+          number: caption ? ((caption.querySelector('.caption-number') || {}).innerText || '') : ''};
+}))()"""
+
+# The claims ledger's status filter (book/_static/gpt2book.js): click each button, count the claims left shown and
+# their statuses; null when the page has no filter.
+LEDGER_FILTER_JS = r"""(() => {
+  const bar = document.querySelector('div.gb-ledger-filter');
+  if (!bar) return null;
+  const heads = [...document.querySelectorAll('article dl.myst > dt')].filter(dt => dt.querySelector('span.sd-badge'));
+  const status = dt => dt.querySelector('span.sd-badge').textContent.trim();
+  const out = {};
+  for (const button of bar.querySelectorAll('button')) {
+    button.click();
+    const shown = heads.filter(dt => !dt.hidden);
+    out[button.value] = {shown: shown.length, statuses: [...new Set(shown.map(status))].sort(),
+                         label: button.textContent};
+  }
+  bar.querySelector('button[value="all"]').click();
+  return out;
+})()"""

@@ -8,8 +8,12 @@ Slow browser check: ``jupyter-book build . -W -n --keep-going`` (warnings are er
 wide, network blocked; driven over the DevTools protocol, tests/_chromium.py) opens every chapter page, which must
 exist, show no Python traceback or stderr output, show as many figures as its notebook has image outputs, have no
 code, output, table or formula block wider than the content column, and render its math with the local MathJax.
-Whole-page screenshots of the model chapter, the claims ledger and the reproduce page go to ``_build/screenshots/``. Without Chromium the check fails under CI
-(``CI=true``) and is skipped elsewhere.
+The claims ledger's status filter shows exactly the claims of the chosen status. Every figure has alt text of its
+own (not a file name) and a numbered caption, and the text of every SVG diagram
+is drawn at least MIN_FIGURE_TEXT_PX tall at 1280 px. Then at a phone's width (390 px) every page of the book,
+chapters and documentation pages alike, must not scroll sideways and no block may overflow the column.
+Whole-page screenshots of the model chapter, the claims ledger and the reproduce page go to ``_build/screenshots/``
+(and of two pages at 390 px). Without Chromium the check fails under CI (``CI=true``) and is skipped elsewhere.
 """
 from __future__ import annotations
 
@@ -88,6 +92,41 @@ def test_chapter_ends_with_exercises_and_hidden_solutions(path):
 
 MATHJAX = ROOT / "_build" / "mathjax" / "node_modules" / "mathjax" / "es5" / "tex-mml-chtml.js"
 SCREENSHOTS = ("model", "paper_claims", "reproduce")  # whole-page screenshots at 1280 px, for the reader to look at
+PHONE = 390                   # px: the width of a phone held upright
+PHONE_SCREENSHOTS = ("model", "paper_claims")
+MIN_FIGURE_TEXT_PX = 11.0     # the smallest text of an SVG diagram as drawn in the column at 1280 px
+MIN_PLOT_SCALE = 0.55         # a plot (PNG) is not shown smaller than this fraction of its drawn size at 1280 px
+PAGES = [ROOT / f"{name}.{ext}" for name in sync_notebooks.toc_files(ROOT) for ext in ("ipynb", "md")
+         if (ROOT / f"{name}.{ext}").exists()]
+
+
+def _svg_text_px(svg: Path, drawn_width: float) -> float:
+    """The smallest font of an SVG (sizes in its user units, the width in pt) as drawn ``drawn_width`` px wide."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(svg).getroot()
+    width = float(re.sub(r"[a-z]+$", "", root.get("width")))
+    sizes = [float(x) for el in root.iter() for x in re.findall(r"font-size:\s*([\d.]+)px", el.get("style", ""))]
+    return min(sizes) * drawn_width / width if sizes else float("inf")
+
+
+def figure_problems(figures: list[dict], page: Path) -> list[str]:
+    """What is wrong with a page's figures (FIGURES_JS): alt text that is missing or only a file name, a figure
+    without a numbered caption, SVG text drawn smaller than MIN_FIGURE_TEXT_PX, a plot shrunk below MIN_PLOT_SCALE."""
+    problems = []
+    for f in figures:
+        name = f["src"].rsplit("/", 1)[-1]
+        if len(f["alt"]) < 20 or f["alt"] in f["src"] or re.fullmatch(r"[\w./-]+\.(png|svg)", f["alt"]):
+            problems.append(f"{name}: alt text {f['alt']!r} does not describe the figure")
+        if not re.match(r"Fig\. ?\d", f["number"]) or len(f["caption"]) < 20:
+            problems.append(f"{name}: no numbered caption")
+        if name.endswith(".svg") and f["width"]:
+            px = _svg_text_px((page.parent / f["src"]).resolve(), f["width"])
+            if px < MIN_FIGURE_TEXT_PX:
+                problems.append(f"{name}: smallest text {px:.1f} px")
+        elif f["natural"] and f["width"] / f["natural"] < MIN_PLOT_SCALE:
+            problems.append(f"{name}: shown at {f['width'] / f['natural']:.2f} of its drawn size")
+    return problems
 
 
 def _browser_or_skip() -> str:
@@ -116,6 +155,85 @@ def test_overflow_check_reports_a_wide_code_block_and_a_wide_table(tmp_path):
         browser.open(page.as_uri())
         found = browser.evaluate(_chromium.OVERFLOW_JS)["found"]
     assert len(found) == 2 and found[0].startswith("<pre") and found[1].startswith("<table"), found
+
+
+@pytest.mark.browser
+def test_phone_check_reports_a_page_that_scrolls_sideways(tmp_path):
+    """The checker itself: at 390 px an unbreakable 600 px word makes the page wider than the window; wrapped text
+    does not."""
+    binary = _browser_or_skip()
+    wide, fine = tmp_path / "wide.html", tmp_path / "fine.html"
+    body = "<!DOCTYPE html><html><body style='margin:0'><article class='bd-article'><p>{}</p></article></body></html>"
+    wide.write_text(body.format("<span style='white-space:nowrap'>" + "x" * 100 + "</span>"), encoding="utf-8")
+    fine.write_text(body.format("word " * 100), encoding="utf-8")
+    with _chromium.Chromium(binary, width=PHONE) as browser:
+        browser.open(wide.as_uri())
+        got = browser.evaluate(_chromium.PAGE_WIDTH_JS)
+        assert got["scrollWidth"] > got["clientWidth"] == PHONE and got["wide"], got
+        browser.open(fine.as_uri())
+        got = browser.evaluate(_chromium.PAGE_WIDTH_JS)
+        assert got["scrollWidth"] == got["clientWidth"] == PHONE and not got["wide"], got
+
+
+@pytest.mark.browser
+def test_wrapped_code_keeps_its_indentation_and_its_text(tmp_path):
+    """book/_static/gpt2book.js + gpt2book.css at 390 px: a long indented line of a highlighted code block wraps,
+    its continuation starts 2 characters right of the line's indentation (not at column 0), blank lines keep their
+    height, and the block's text (what a copy gives) is unchanged."""
+    binary = _browser_or_skip()
+    static = ROOT / "book" / "_static"
+    code = ('def f():\n\n        return some_function(argument_one, argument_two, argument_three, '
+            'argument_four, argument_five)\n')
+    highlighted = code.replace("def", "<span class='k'>def</span>").replace("return", "<span class='k'>return</span>")
+    page = tmp_path / "code.html"
+    page.write_text(f"<!DOCTYPE html><html><head><link rel='stylesheet' href='{(static / 'gpt2book.css').as_uri()}'>"
+                    "<style>pre{font-family:monospace;font-size:12px;margin:0}</style></head><body style='margin:0'>"
+                    f"<article class='bd-article'><div class='highlight'><pre>{highlighted}</pre></div></article>"
+                    f"<script src='{(static / 'gpt2book.js').as_uri()}'></script></body></html>", encoding="utf-8")
+    with _chromium.Chromium(binary, width=PHONE) as browser:
+        browser.open(page.as_uri())
+        got = browser.evaluate(r"""(() => {
+          const pre = document.querySelector('pre'), lines = pre.querySelectorAll('span.gb-line');
+          const probe = document.createElement('span'); probe.textContent = 'x'; pre.appendChild(probe);
+          const ch = probe.getBoundingClientRect().width; probe.remove();
+          const range = document.createRange(); range.selectNodeContents(lines[2]);
+          const rows = {};  // the leftmost start of each visual row of the long line
+          for (const r of range.getClientRects())
+            rows[Math.round(r.top)] = Math.min(rows[Math.round(r.top)] ?? Infinity, r.left);
+          return {text: pre.textContent, lines: lines.length, ch, left: pre.getBoundingClientRect().left,
+                  rows: Object.keys(rows).map(Number).sort((a, b) => a - b).map(top => rows[top]),
+                  blank: lines[1].getBoundingClientRect().height, first: lines[0].getBoundingClientRect().height,
+                  scroll: pre.scrollWidth - pre.clientWidth};
+        })()""")
+    assert got["text"] == code.rstrip("\n") and got["lines"] == 3, got
+    assert got["scroll"] <= 1, f"the block scrolls sideways: {got}"
+    first, *continued = got["rows"]  # the first row starts with the 8 spaces of indentation, at the block's left
+    assert continued, f"the long line did not wrap at {PHONE} px: {got}"
+    assert all(abs((x - first) - 10 * got["ch"]) <= 1 for x in continued), f"continuation not at indent + 2: {got}"
+    assert abs(got["blank"] - got["first"]) <= 1, f"a blank line lost its height: {got}"
+
+
+@pytest.mark.browser
+def test_figure_check_reports_missing_alt_caption_and_small_text(tmp_path):
+    """The checker itself: an image whose alt is its file name and that has no caption, and an SVG whose 10 pt text
+    is drawn at a third of its size, are reported; a captioned figure with real alt text and large text is not."""
+    binary = _browser_or_skip()
+    svg = ("<svg xmlns='http://www.w3.org/2000/svg' width='600pt' height='100pt' viewBox='0 0 600 100'>"
+           "<text x='10' y='50' style='font-size: 10px'>text</text></svg>")
+    (tmp_path / "d.svg").write_text(svg, encoding="utf-8")
+    page = tmp_path / "page.html"
+    page.write_text(_page(
+        "<img src='d.svg' alt='d.svg' style='width:200px'>"
+        "<figure><img src='d.svg' alt='A diagram of one word drawn large enough' style='width:800px'>"
+        "<figcaption><span class='caption-number'>Fig. 1 </span>A caption that says what it shows</figcaption>"
+        "</figure>"))
+    with _chromium.Chromium(binary) as browser:
+        browser.open(page.as_uri())
+        figures = browser.evaluate(_chromium.FIGURES_JS)
+    problems = figure_problems(figures, page)
+    assert len(figures) == 2 and len(problems) == 3, problems
+    assert all(p.startswith("d.svg") for p in problems)
+    assert not figure_problems(figures[1:], page)
 
 
 @pytest.mark.browser
@@ -148,7 +266,7 @@ def test_book_builds_with_warnings_as_errors_and_every_page_renders():
     html = ROOT / "_build" / "html"
     shots = ROOT / "_build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    overflow, math_pages = [], []
+    overflow, math_pages, figures = [], [], []
     with _chromium.Chromium(binary, width=1280) as browser:
         for path in CHAPTERS:
             page = html / "book" / f"{path.stem}.html"
@@ -173,8 +291,17 @@ def test_book_builds_with_warnings_as_errors_and_every_page_renders():
                 assert math["loaded"] and math["rendered"] >= math["nodes"], f"{page.name}: {math}"
                 math_pages.append(path.stem)
 
+            # every figure: alt text, a numbered caption, text large enough to read
+            figures += [f"{page.name}: {p}" for p in figure_problems(browser.evaluate(_chromium.FIGURES_JS), page)]
+
             # no horizontal overflow of code, outputs, tables or display math
             overflow += [f"{page.name}: {o}" for o in browser.evaluate(_chromium.OVERFLOW_JS)["found"]]
+            if path.stem == "paper_claims":  # the ledger's status filter shows exactly the claims of a status
+                ledger_filter = browser.evaluate(_chromium.LEDGER_FILTER_JS)
+                assert ledger_filter and len(ledger_filter) >= 3, f"the ledger has no status filter: {ledger_filter}"
+                total = ledger_filter.pop("all")["shown"]
+                assert all(v["statuses"] == [k] and f"({v['shown']})" in v["label"] for k, v in ledger_filter.items())
+                assert sum(v["shown"] for v in ledger_filter.values()) == total, ledger_filter
             if path.stem in SCREENSHOTS:
                 browser.screenshot(shots / f"{path.stem}.png")
                 assert (shots / f"{path.stem}.png").is_file(), f"{page.name}: no screenshot"
@@ -187,6 +314,23 @@ def test_book_builds_with_warnings_as_errors_and_every_page_renders():
                     f"{page.name} links to {target}#{anchor}, which has no such anchor")
     assert not overflow, "blocks wider than the content column at 1280 px:\n" + "\n".join(overflow)
     assert "model" in math_pages, f"the model chapter's formulas were not found (pages with math: {math_pages})"
+
+    # a phone: every page of the book, no sideways scrolling, no block wider than the column
+    phone = []
+    with _chromium.Chromium(binary, width=PHONE, height=844) as browser:
+        for path in PAGES:
+            page = html / "book" / f"{path.stem}.html"
+            browser.open(page.as_uri())
+            browser.evaluate(_chromium.MATH_JS)  # typeset first: formulas take their final width
+            width = browser.evaluate(_chromium.PAGE_WIDTH_JS)
+            if width["scrollWidth"] > width["clientWidth"] + 1:
+                phone.append(f"{page.name}: page {width['scrollWidth']} px wide in a {width['clientWidth']} px "
+                             f"window; widest: {width['wide']}")
+            phone += [f"{page.name}: {o}" for o in browser.evaluate(_chromium.OVERFLOW_PHONE_JS)["found"]]
+            if path.stem in PHONE_SCREENSHOTS:
+                browser.screenshot(shots / f"{path.stem}-{PHONE}px.png")
+    assert not phone, f"pages that do not fit a {PHONE} px phone:\n" + "\n".join(phone)
+    assert not figures, "figures a reader cannot read or a screen reader cannot describe:\n" + "\n".join(figures)
 
 
 def test_bibliography_is_author_year_with_et_al_and_titles_as_written():

@@ -83,7 +83,7 @@ def intro_markdown(claims: list[dict]) -> str:
              "| --- | " + " | ".join("---:" for _ in statuses) + " | ---: |"]
     for sec in sections:
         row = [counts[sec, s] or "" for s in statuses]
-        lines.append(f"| {section_name(sec)} | " + " | ".join(map(str, row))
+        lines.append(f"| {{ref}}`{section_name(sec)} <{section_label(sec)}>` | " + " | ".join(map(str, row))
                      + f" | {sum(counts[sec, s] for s in statuses)} |")
     lines.append("| **all** | " + " | ".join(f"**{by_status[s]}**" for s in statuses) + f" | **{len(claims)}** |")
     lines += ["", "Status:", ""]
@@ -112,10 +112,22 @@ def claim_markdown(claim: dict, repo_url: str, branch: str = "main") -> str:
     return "\n".join([head, *body])
 
 
+def section_label(section: str) -> str:
+    """The link target of a part of the paper on the ledger page ("2.3" -> "ledger-2-3")."""
+    return "ledger-" + re.sub(r"[^a-z0-9]+", "-", section.lower()).strip("-")
+
+
 def claims_markdown(claims: list[dict], repo_url: str, branch: str = "main") -> str:
-    """Every claim, in the paper's order, as one definition-list entry each."""
+    """Every claim, in the paper's order, as one definition-list entry each; each part of the paper starts with a
+    link target (:func:`section_label`) that the counts table links to."""
     ordered = sorted(claims, key=lambda c: section_key(c["section"]))  # stable: the file's order within a part
-    return "\n\n".join(claim_markdown(c, repo_url, branch) for c in ordered)
+    blocks, current = [], None
+    for c in ordered:
+        if c["section"] != current:
+            current = c["section"]
+            blocks.append(f"({section_label(current)})=\n**{section_name(current)}**")
+        blocks.append(claim_markdown(c, repo_url, branch))
+    return "\n\n".join(blocks)
 
 
 def links(claims: list[dict], repo_url: str, branch: str = "main") -> tuple[set[str], set[str]]:
