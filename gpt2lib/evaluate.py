@@ -89,14 +89,25 @@ PAPER_TEXT_RESULTS: dict[str, tuple[float, str]] = {
 # Model plumbing.
 
 
+def _padded(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 def check_vocab(model: torch.nn.Module, tokenizer: Any) -> None:
-    """Raise ``ValueError`` unless the model's output vocabulary covers the tokenizer's ids."""
-    model_vocab = int(model.config.vocab_size)
-    if model_vocab < tokenizer.n_vocab:
-        raise ValueError(
-            f"model vocab_size={model_vocab} is smaller than the tokenizer's n_vocab={tokenizer.n_vocab} "
-            f"({getattr(tokenizer, 'name', type(tokenizer).__name__)}): they were not trained together"
-        )
+    """Raise ``ValueError`` unless the model's output vocabulary is the tokenizer's (GPT-2 §2.2).
+
+    Equal sizes, or the tokenizer's rounded up to a multiple of 64 or 128 (a vocabulary padded for speed,
+    50,257 -> 50,304; the extra logits are dropped). Any other size, smaller *or* larger, means they were
+    not trained together: a larger one would score a different tokenizer's ids silently."""
+    model_vocab, n_vocab = int(model.config.vocab_size), int(tokenizer.n_vocab)
+    if model_vocab in (n_vocab, _padded(n_vocab, 64), _padded(n_vocab, 128)):
+        return
+    name = getattr(tokenizer, "name", type(tokenizer).__name__)
+    relation = "smaller" if model_vocab < n_vocab else "larger"
+    raise ValueError(
+        f"model vocab_size={model_vocab} is {relation} than the tokenizer's n_vocab={n_vocab} ({name}): they were "
+        f"not trained together; evaluate the model with the tokenizer it was trained with"
+    )
 
 
 def _device(model: torch.nn.Module) -> torch.device:

@@ -605,3 +605,86 @@ def test_lambada_stopword_filter_with_an_oracle_on_every_passage(tok, data_mirro
     res = evaluate_lambada(oracle, tok, [texts[i] for i in some], batch_size=32)
     assert res.metrics["acc"] == 100.0
     assert res.metrics["acc_stopword_filter"] == pytest.approx(100 * len(expected & set(some)) / len(some))
+
+
+# ------------------------------------------------------------------ eval with each model's own tokenizer
+
+
+def _hf_ppl_word(hf, ids: list[int], original: str, L: int) -> float:
+    """Per-word perplexity recomputed: <|endoftext|> + ids in disjoint windows of L tokens (each window
+    reads L tokens and scores the next L), divided by the original's words plus one <eos> per line."""
+    seq = [EOT if hf.config.vocab_size == 50257 else hf.config.eos_token_id] + ids
+    nll = 0.0
+    for b in range(0, len(seq) - 1, L):
+        lp = hf_logprobs(hf, seq[b : b + L])
+        nxt = seq[b + 1 : b + L + 1]
+        nll -= sum(lp[j, t].item() for j, t in enumerate(nxt))
+    words = len(original.split()) + original.count("\n")
+    return math.exp(nll / words)
+
+
+def _table_value(out: str, task: str, metric: str) -> float:
+    row = next(line for line in out.splitlines() if line.startswith(f"| {task} | {metric} |"))
+    return float(row.split("|")[3].replace(",", ""))
+
+
+def test_eval_scores_each_model_with_its_own_tokenizer(tmp_path, capsys, data_mirror) -> None:
+    """A model trained with a custom BPE and one with GPT-2's tokenizer (GPT-2's files beside it), evaluated
+    by `eval` on the same WikiText-2 lines: each per-word perplexity equals one recomputed with transformers,
+    the folder's own tokenizer and the original's word count; the output names the tokenizer used."""
+    import shutil
+
+    from transformers import GPT2Config as HFConfig, GPT2LMHeadModel
+
+    from gpt2lib.bpe import BytePairTokenizer
+    from gpt2lib.cli import main
+    from gpt2lib.detokenize import wikitext_detokenize
+
+    lines = 5
+    original = "".join((data_mirror / "wikitext-2" / "test.txt").read_text(encoding="utf-8").splitlines(True)[:lines])
+    corpus = (data_mirror / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20000]
+    bpe = BytePairTokenizer(name="tiny-bpe").train(corpus, 320)
+    assert "<|endoftext|>" in bpe.special_tokens
+    folders = {}
+    for name, n_vocab, eos in (("custom", bpe.n_vocab, bpe.eot), ("gpt2", 50257, EOT)):
+        torch.manual_seed(1)
+        hf = GPT2LMHeadModel(HFConfig(vocab_size=n_vocab, n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                                      eos_token_id=eos, bos_token_id=eos)).eval()
+        folder = tmp_path / name
+        hf.save_pretrained(folder)
+        folders[name] = (folder, hf)
+    bpe.save(folders["custom"][0] / "tokenizer.json")
+    shutil.copy(data_mirror / "gpt2" / "encoder.json", folders["gpt2"][0] / "vocab.json")  # transformers' names
+    shutil.copy(data_mirror / "gpt2" / "vocab.bpe", folders["gpt2"][0] / "merges.txt")
+
+    gpt2_tok = get_gpt2_tokenizer()
+    for name, tokenizer in (("custom", bpe), ("gpt2", gpt2_tok)):
+        folder, hf = folders[name]
+        assert main(["eval", "--task", "wikitext2", "--model", str(folder), "--limit", str(lines),
+                     "--context", "32", "--stride", "32", "--device", "cpu"]) == 0
+        out = capsys.readouterr().out
+        assert f"tokenizer: {tokenizer.name} ({tokenizer.n_vocab:,} tokens)" in out
+        ids = [t for t in _encode_independently(tokenizer, wikitext_detokenize(original))]
+        ref = _hf_ppl_word(hf, ids, original, 32)
+        assert _table_value(out, "wikitext2", "ppl") == pytest.approx(ref, rel=1e-3)
+
+    # a mismatch in either direction is an error naming both sizes and the tokenizer
+    (folders["custom"][0] / "tokenizer.json").unlink()  # now GPT-2's tokenizer is assumed: model smaller
+    with pytest.raises(SystemExit):
+        main(["eval", "--task", "wikitext2", "--model", str(folders["custom"][0]), "--limit", "1"])
+    err = capsys.readouterr().err
+    assert f"vocab_size={bpe.n_vocab} is smaller than the tokenizer's n_vocab=50257 (gpt2)" in err
+    big = GPT2LMHeadModel(HFConfig(vocab_size=60000, n_positions=32, n_embd=32, n_layer=1, n_head=2))
+    big.save_pretrained(tmp_path / "big")
+    with pytest.raises(SystemExit):
+        main(["eval", "--task", "wikitext2", "--model", str(tmp_path / "big"), "--limit", "1"])
+    assert "vocab_size=60000 is larger than the tokenizer's n_vocab=50257 (gpt2)" in capsys.readouterr().err
+
+
+def _encode_independently(tokenizer, text: str) -> list[int]:
+    """GPT-2's ids from tiktoken itself; a trained BPE's from its own encoder (the object the folder holds)."""
+    if tokenizer.name == "gpt2":
+        import tiktoken
+
+        return tiktoken.get_encoding("gpt2").encode_ordinary(text)
+    return tokenizer.encode(text)

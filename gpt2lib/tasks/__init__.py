@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 
-from gpt2lib.evaluate import TaskResult, load_model, results_table
+from gpt2lib.evaluate import TaskResult, load_model, results_table  # noqa: F401 (load_model: public)
 from gpt2lib.tasks import cbt, coqa, lambada, lm, qa, summarization, translation, winograd
 
 __all__ = ["TASKS", "TABLE3_TASKS", "LIMIT_UNITS", "task_names", "get_task", "add_cli"]
@@ -121,13 +121,18 @@ def _task_kwargs(name: str, args: Any) -> dict[str, Any]:
 
 
 def _run_cli(args: Any) -> int:
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
+    from gpt2lib.evaluate import check_vocab
+    from gpt2lib.resolve import resolve_model
 
     names = TABLE3_TASKS if args.task == "all" else [args.task]
     for n in names:
         get_task(n)  # KeyError with the available names
-    model = load_model(args.model, args.device)
-    tokenizer = get_gpt2_tokenizer()
+    resolved = resolve_model(args.model, args.device)
+    model, tokenizer = resolved.model, resolved.tokenizer
+    check_vocab(model, tokenizer)
+    tok_name = f"{getattr(tokenizer, 'name', type(tokenizer).__name__)} ({tokenizer.n_vocab:,} tokens)"
+    print(f"tokenizer: {tok_name}, {resolved.tokenizer_source}; per-word and per-byte numbers do not depend "
+          f"on it, per-token ones do", flush=True)
     results, skipped = [], []
     for name in names:
         torch.manual_seed(args.seed)
@@ -139,6 +144,7 @@ def _run_cli(args: Any) -> int:
             skipped.append(f"- {name}: skipped, its data is not available here ({e})")
             continue
         result.model = args.model
+        result.settings["tokenizer"] = tok_name
         result.settings["limit"] = f"{args.limit} {LIMIT_UNITS[name]}" if args.limit else "none"
         results.append(result)
     if results:
