@@ -7,7 +7,7 @@ wikitext2, ptb      §3.1         :mod:`gpt2lib.tasks.lm` (perplexity, de-tokeni
 1bw                 §3.1         :mod:`gpt2lib.tasks.lm` (One Billion Word, shuffled sentences) lines (sentences)
 wikitext103         §3.1         :mod:`gpt2lib.tasks.lm` (downloaded, not in the mirror)       lines of the file
 enwik8, text8       §3.1         :mod:`gpt2lib.tasks.lm` (last 5M bytes / chars, downloaded)   bytes / characters
-cbt-cn, cbt-ne      §3.2         :mod:`gpt2lib.tasks.cbt` (CBTest.tgz, downloaded)             questions
+cbt-cn, cbt-ne      §3.2         :mod:`gpt2lib.tasks.cbt` (CBTest.tgz valid, de-tokenized)      questions
 lambada             §3.3         :mod:`gpt2lib.tasks.lambada`                                  passages
 winograd            §3.4         :mod:`gpt2lib.tasks.winograd` (WSC273, full and partial)      schemas
 coqa                §3.5         :mod:`gpt2lib.tasks.coqa`                                     questions
@@ -102,6 +102,9 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--convention", choices=["gpt2lib", "lm-eval"], default="gpt2lib",
                    help="gpt2lib: the definitions of gpt2lib.tasks (paper-style, one document per file); lm-eval: "
                         "lm-evaluation-harness's wikitext (per page, rolling windows) and lambada_openai")
+    p.add_argument("--cbt-split", choices=["valid", "test"], default="valid",
+                   help="cbt-cn / cbt-ne: the validation split (default; Table 3's, §3.2) or the test split "
+                        "(reported as cbt-cn-test / cbt-ne-test: its book The Jungle Book is in WebText)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: fp32 on CPU, bf16 on GPUs that have it, fp16 on older GPUs")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -115,6 +118,8 @@ def _task_kwargs(name: str, args: Any) -> dict[str, Any]:
         kw.update(stride=args.stride, max_length=args.context, convention=args.convention, precision=args.precision)
     elif name == "lambada":
         kw.update(convention=args.convention)
+    elif name in ("cbt-cn", "cbt-ne"):
+        kw.update(split=args.cbt_split)
     elif name == "summarization":  # the one sampled task: --seed picks its sampling stream
         kw.update(seed=args.seed)
     return kw
