@@ -46,7 +46,7 @@ from gpt2lib.hardware import LOGITS_CHUNK_BYTES, autocast_dtype, choose_precisio
 
 __all__ = [
     "ContinuationScore", "score_continuations", "next_token_argmax", "token_nlls", "LMResult", "evaluate_lm", "count_words",
-    "generate_text", "check_vocab", "read_jsonl", "TaskResult", "PAPER_TABLE3", "PAPER_TEXT_RESULTS",
+    "generate_text", "prompt_room", "check_vocab", "read_jsonl", "TaskResult", "PAPER_TABLE3", "PAPER_TEXT_RESULTS",
     "results_table", "load_model", "LOGITS_CHUNK_BYTES", "eval_precision", "METRIC_UNITS",
 ]
 
@@ -527,6 +527,15 @@ def evaluate_lm(
 # Generation for the generative tasks (§3.5-§3.8).
 
 
+def prompt_room(model: torch.nn.Module, max_new_tokens: int) -> int:
+    """How many prompt tokens fit the context beside ``max_new_tokens`` generated ones (``ValueError`` if none)."""
+    room = _block_size(model) - max_new_tokens
+    if room < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's context of "
+                         f"{_block_size(model)} tokens; lower max_new_tokens")
+    return room
+
+
 def generate_text(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -537,21 +546,32 @@ def generate_text(
     temperature: float = 0.0,
     top_k: int | None = None,
     generator: torch.Generator | None = None,
+    on_overflow: str = "error",
 ) -> str:
     """Decode from ``prompt`` (greedy by default; ``top_k`` sampling when ``temperature > 0``).
 
     ``stop(text)`` returns the index to cut the generated text at, or ``None`` to keep going; the
-    generation also stops at ``<|endoftext|>``. A prompt longer than the context keeps its last
-    ``block_size - max_new_tokens`` tokens (documented left truncation).
+    generation also stops at ``<|endoftext|>``. The prompt and the ``max_new_tokens`` must fit the
+    context together (:func:`prompt_room`): a prompt that does not is a ``ValueError`` naming the sizes
+    (``on_overflow="error"``), or keeps its last ``block_size - max_new_tokens`` tokens when the caller
+    asks for it (``on_overflow="left"``) and reports the cut itself. Never cut silently.
     """
     from gpt2lib.generation import stream
 
     check_vocab(model, tokenizer)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     ids = list(prompt) if not isinstance(prompt, str) else tokenizer.encode(prompt)
     if not ids:
         ids = [tokenizer.eot]
-    keep = max(1, _block_size(model) - max_new_tokens)
-    idx = torch.tensor(ids[-keep:], dtype=torch.long, device=_device(model))
+    room = prompt_room(model, max_new_tokens)
+    if len(ids) > room:
+        if on_overflow != "left":
+            raise ValueError(f"a prompt of {len(ids)} tokens plus max_new_tokens={max_new_tokens} does not fit the "
+                             f"model's context of {_block_size(model)} tokens; shorten the prompt (fewer "
+                             f"demonstrations) or lower max_new_tokens")
+        ids = ids[-room:]
+    idx = torch.tensor(ids, dtype=torch.long, device=_device(model))
     out: list[int] = []
     for tok in stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
                       eos_id=tokenizer.eot, generator=generator):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from _evalref import hf_logprobs, make_pair
+from gpt2lib.evaluate import generate_text
 from gpt2lib.tokenizer import get_gpt2_tokenizer
 
 EOT = 50256
@@ -253,6 +254,58 @@ def test_translation_prompt_and_bleu(pair, tok) -> None:
     assert sacrebleu.corpus_bleu(["le chat est assis"], [["le chat est assis"]]).score == pytest.approx(100.0)
     with pytest.raises(ValueError, match="n_shots"):
         evaluate_translation(ours, tok, src[:2], ref[:2], name="x", n_shots=2)
+
+
+@pytest.mark.parametrize("text, first", [
+    ("Le chat est assis. Il dort", "Le chat est assis."),
+    ("Bonjour !\nHello", "Bonjour !"),
+    ("M. Dupont est là. Oui", "M. Dupont est là."),
+    ("Il a dit « oui. » Puis", "Il a dit « oui. »"),
+    ("sans point final", "sans point final"),
+])
+def test_first_generated_sentence(text, first) -> None:
+    from gpt2lib.tasks.translation import first_sentence
+
+    assert first_sentence(text) == first
+
+
+def test_translation_prompt_is_never_cut_silently(pair, tok) -> None:
+    """Demonstrations that do not fit the context beside the new tokens are dropped from the end, per sentence,
+    and the result says how many were used; a sentence that does not fit alone is an error; generate_text
+    refuses an overflowing prompt unless asked to cut it."""
+    import tiktoken
+
+    from gpt2lib.tasks.translation import evaluate_translation, translation_prompt
+
+    _, ours = pair  # context 256
+    enc = tiktoken.get_encoding("gpt2")
+    long = " ".join(["the green house by the river"] * 6)  # ~37 tokens
+    src = [f"{long} {i}" for i in range(5)] + ["one", long + " " + long]
+    ref = [f"{long} fr {i}" for i in range(5)] + ["un", "deux"]
+    res = evaluate_translation(ours, tok, src, ref, name="translation-en-fr", n_shots=5, max_new_tokens=16)
+    expected = []
+    for s in src[5:]:
+        fits = [k for k in range(6) if len(enc.encode(translation_prompt(list(zip(src, ref))[:k], s))) <= 256 - 16]
+        expected.append(max(fits))
+    assert expected[0] > expected[1] and expected[0] < 5  # the setup really overflows 5 shots
+    assert f"5 asked, {min(expected)}-{max(expected)} used" in res.settings["shots"]
+    assert "256-token context beside 16 new tokens" in res.settings["shots"]
+    with pytest.raises(ValueError, match="prompt of .* tokens, more than the 16"):
+        evaluate_translation(ours, tok, src, ref, name="x", n_shots=1, max_new_tokens=240)
+    with pytest.raises(ValueError, match="does not fit the model's context of 256 tokens"):
+        generate_text(ours, tok, [1] * 250, 8)
+    assert isinstance(generate_text(ours, tok, [1] * 250, 8, on_overflow="left"), str)
+
+
+def test_eval_cli_passes_shots_and_max_new_tokens(pair, tmp_path, capsys, data_mirror) -> None:
+    from gpt2lib.cli import main
+
+    _, ours = pair
+    ours.save_pretrained(str(tmp_path))
+    assert main(["eval", "--task", "translation-fr-en", "--model", str(tmp_path), "--limit", "2", "--shots", "1",
+                 "--max-new-tokens", "8", "--first", "line"]) == 0
+    out = capsys.readouterr().out
+    assert "shots=1, max_new_tokens=8, translation=first generated line" in out
 
 
 # ------------------------------------------------------------------------------------------ LM tasks

@@ -66,6 +66,7 @@ LIMIT_UNITS: dict[str, str] = {
     "translation-fr-en": "sentences", "nq": "questions",
 }
 LM_TASKS = {"wikitext2", "ptb", "1bw", "wikitext103", "enwik8", "text8"}
+GENERATIVE_TASKS = {"coqa", "summarization", "translation-en-fr", "translation-fr-en", "nq"}
 
 
 def task_names() -> list[str]:
@@ -102,6 +103,14 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--convention", choices=["gpt2lib", "lm-eval"], default="gpt2lib",
                    help="gpt2lib: the definitions of gpt2lib.tasks (paper-style, one document per file); lm-eval: "
                         "lm-evaluation-harness's wikitext (per page, rolling windows) and lambada_openai")
+    p.add_argument("--shots", type=int, default=5,
+                   help="translation: demonstration pairs in the prompt (default 5); a sentence whose prompt would "
+                        "not fit the context gets fewer, and the output says how many were used")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generative tasks: tokens generated per answer (default: translation 128 at most half the "
+                        "context, coqa 32, nq 24, summarization 100)")
+    p.add_argument("--first", choices=["sentence", "line"], default="sentence",
+                   help="translation: the translation is the first generated sentence (§3.7, default) or line")
     p.add_argument("--cbt-split", choices=["valid", "test"], default="valid",
                    help="cbt-cn / cbt-ne: the validation split (default; Table 3's, §3.2) or the test split "
                         "(reported as cbt-cn-test / cbt-ne-test: its book The Jungle Book is in WebText)")
@@ -119,9 +128,13 @@ def _task_kwargs(name: str, args: Any) -> dict[str, Any]:
     elif name == "lambada":
         kw.update(convention=args.convention)
     elif name in ("cbt-cn", "cbt-ne"):
-        kw.update(split=args.cbt_split)
+        kw.update(split=getattr(args, "cbt_split", "valid"))
     elif name == "summarization":  # the one sampled task: --seed picks its sampling stream
         kw.update(seed=args.seed)
+    if name.startswith("translation"):
+        kw.update(n_shots=getattr(args, "shots", 5), first=getattr(args, "first", "sentence"))
+    if name in GENERATIVE_TASKS and getattr(args, "max_new_tokens", None) is not None:
+        kw.update(max_new_tokens=args.max_new_tokens)
     return kw
 
 

@@ -56,7 +56,7 @@ def evaluate_qa(model: Any, tokenizer: Any, examples: Sequence[tuple[str, list[s
         raise ValueError("no questions to evaluate")
     check_vocab(model, tokenizer)
     prompts = [qa_prompt(q, seeds) for q, _ in examples]
-    answers = [generate_text(model, tokenizer, p, max_new_tokens, stop=stop_at_newline).strip()
+    answers = [generate_text(model, tokenizer, p, max_new_tokens, stop=stop_at_newline).strip()  # error if too long
                for p in tqdm(prompts, desc="nq", disable=not progress, leave=False)]
     correct = [any(exact_match(a, g) for g in gold) for a, (_, gold) in zip(answers, examples)]
     # Confidence of each generated answer: its log-probability; an empty answer gets -inf.
@@ -72,7 +72,8 @@ def evaluate_qa(model: Any, tokenizer: Any, examples: Sequence[tuple[str, list[s
     top = sorted(range(len(answers)), key=lambda i: -confidence[i])[: math.ceil(0.01 * len(answers))]
     metrics = {"exact_match": 100.0 * sum(correct) / len(correct),
                "acc_top1pct": 100.0 * sum(correct[i] for i in top) / len(top)}
-    return TaskResult("nq", metrics, len(examples), notes=f"{len(seeds)} seed QA pairs, greedy answers")
+    return TaskResult("nq", metrics, len(examples), notes=f"{len(seeds)} seed QA pairs, greedy answers",
+                      settings={"seed pairs": len(seeds), "max_new_tokens": max_new_tokens})
 
 
 def run(model: Any, tokenizer: Any, *, limit: int | None = None, path: str | None = None, **kw: Any) -> TaskResult:
