@@ -479,7 +479,8 @@ METRIC_UNITS: dict[str, str] = {
     "chars": "count", "acc_full": "% of schemas (full scoring)", "bleu": "corpus BLEU",
     "exact_match": "% of questions", "acc_top1pct": "% of the 1% most confident",
     "f1": "mean F1 (0-100)", "rouge1": "ROUGE-1 F1", "rouge2": "ROUGE-2 F1", "rougeL": "ROUGE-L F1",
-    "rouge_avg": "mean of R-1, R-2, R-L",
+    "rouge_avg": "mean of R-1, R-2, R-L", "rougeL_text": "ROUGE-L F1, whole-text LCS",
+    "coqa/em": "% of questions, exact match",
     # task-specific units take precedence over the generic ones above
     "lambada/acc": "% of passages, all target tokens greedy", "lambada/ppl": "exp(NLL / target word)",
     "lambada/ppl_token": "exp(NLL / target BPE tokens)", "winograd/acc": "% of schemas (partial scoring)",
