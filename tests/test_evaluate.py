@@ -688,3 +688,32 @@ def _encode_independently(tokenizer, text: str) -> list[int]:
 
         return tiktoken.get_encoding("gpt2").encode_ordinary(text)
     return tokenizer.encode(text)
+
+
+def test_folder_tokenizer_reads_transformers_files(tmp_path, data_mirror) -> None:
+    """A Hugging Face folder's tokenizer: GPT-2's files under transformers' names (vocab.json + merges.txt, as on
+    the hub) or a `tokenizers` tokenizer.json built from them are recognised as GPT-2's; a folder without
+    tokenizer files says GPT-2's is assumed."""
+    import shutil
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from gpt2lib.resolve import folder_tokenizer
+
+    both = tmp_path / "both"
+    both.mkdir()
+    shutil.copy(data_mirror / "gpt2" / "encoder.json", both / "vocab.json")
+    shutil.copy(data_mirror / "gpt2" / "vocab.bpe", both / "merges.txt")
+    tok, source = folder_tokenizer(both)
+    assert tok.name == "gpt2" and "tokenizer files" in source
+    ref = Tokenizer(models.BPE.from_file(str(both / "vocab.json"), str(both / "merges.txt")))
+    ref.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    ref.decoder = decoders.ByteLevel()
+    (tmp_path / "only").mkdir()
+    ref.save(str(tmp_path / "only" / "tokenizer.json"))
+    tok, _ = folder_tokenizer(tmp_path / "only")
+    text = "Hello world, this is GPT-2's tokenizer."
+    assert tok.name == "gpt2" and tok.encode(text) == ref.encode(text).ids
+    (tmp_path / "none").mkdir()
+    tok, source = folder_tokenizer(tmp_path / "none")
+    assert tok.name == "gpt2" and "assumed" in source
