@@ -291,7 +291,10 @@ def test_translation_prompt_is_never_cut_silently(pair, tok) -> None:
     assert f"5 asked, {min(expected)}-{max(expected)} used" in res.settings["shots"]
     assert "256-token context beside 16 new tokens" in res.settings["shots"]
     with pytest.raises(ValueError, match="prompt of .* tokens, more than the 16"):
-        evaluate_translation(ours, tok, src, ref, name="x", n_shots=1, max_new_tokens=240)
+        evaluate_translation(ours, tok, src, ref, name="x", n_shots=1, max_new_tokens=240, skip_long=False)
+    skip = evaluate_translation(ours, tok, src, ref, name="x", n_shots=0, max_new_tokens=200)  # room 56 tokens
+    too_long = sum(len(enc.encode(translation_prompt([], s))) > 56 for s in src)
+    assert too_long == 1 and skip.n_examples == 6 and skip.settings["skipped"].startswith("1 of 7 sentences")
     with pytest.raises(ValueError, match="does not fit the model's context of 256 tokens"):
         generate_text(ours, tok, [1] * 250, 8)
     assert isinstance(generate_text(ours, tok, [1] * 250, 8, on_overflow="left"), str)
@@ -305,7 +308,7 @@ def test_eval_cli_passes_shots_and_max_new_tokens(pair, tmp_path, capsys, data_m
     assert main(["eval", "--task", "translation-fr-en", "--model", str(tmp_path), "--limit", "2", "--shots", "1",
                  "--max-new-tokens", "8", "--first", "line"]) == 0
     out = capsys.readouterr().out
-    assert "shots=1, max_new_tokens=8, translation=first generated line" in out
+    assert "shots=1, max_new_tokens=8, skipped=none, translation=first generated line" in out
 
 
 # ------------------------------------------------------------------------------------------ LM tasks

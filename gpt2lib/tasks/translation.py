@@ -13,7 +13,8 @@ of the test set are the demonstrations, one ``"source = target"`` pair per line,
 The prompt is never cut. Prompt and ``max_new_tokens`` must fit the model's context together; when
 the ``n_shots`` demonstrations do not, a sentence gets the most of them that fit (the first ``k``),
 and the result says how many were used (``settings["shots"]``); a sentence that does not fit even
-without demonstrations is a ``ValueError``. ``max_new_tokens`` defaults to 128, at most half the
+without demonstrations is left out of the scored set and counted (``settings["skipped"]``; with
+``skip_long=False`` it is a ``ValueError``). ``max_new_tokens`` defaults to 128, at most half the
 context (64 for a 128-token model).
 
 Which part of the continuation is the translation (``first=``): ``"sentence"`` (default), the
@@ -83,7 +84,8 @@ def choose_shots(tokenizer: Any, shots: Sequence[tuple[str, str]], source: str, 
 
 def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], references: Sequence[str], *,
                          name: str, n_shots: int = 5, limit: int | None = None, max_new_tokens: int | None = None,
-                         first: str = "sentence", progress: bool = False, **_: Any) -> TaskResult:
+                         first: str = "sentence", skip_long: bool = True, progress: bool = False,
+                         **_: Any) -> TaskResult:
     """BLEU of greedy translations (module docstring: prompt, shots that fit, ``first`` rule)."""
     import sacrebleu
     from tqdm.auto import tqdm
@@ -105,22 +107,34 @@ def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], ref
     room = prompt_room(model, max_new)
     shots = list(zip(sources[:n_shots], references[:n_shots]))
     todo = list(zip(sources[n_shots:], references[n_shots:]))[:limit or None]  # limit 0/None: all, as elsewhere
-    hyps, used = [], []
+    hyps, refs, used, skipped = [], [], [], 0
     stop = stop_at_sentence if first == "sentence" else stop_at_newline
-    for src, _ in tqdm(todo, desc=name, disable=not progress, leave=False):
-        k = choose_shots(tokenizer, shots, src, room)
+    for src, ref in tqdm(todo, desc=name, disable=not progress, leave=False):
+        try:
+            k = choose_shots(tokenizer, shots, src, room)
+        except ValueError:
+            if not skip_long:
+                raise
+            skipped += 1
+            continue
         used.append(k)
         out = generate_text(model, tokenizer, translation_prompt(shots[:k], src), max_new, stop=stop)
         hyps.append(first_sentence(out) if first == "sentence" else out.strip())
-    bleu = sacrebleu.corpus_bleu(hyps, [[r for _, r in todo]])
+        refs.append(ref)
+    if not hyps:
+        raise ValueError(f"none of the {len(todo)} sentences fits the {block}-token context beside {max_new} new "
+                         f"tokens, even without demonstrations; lower max_new_tokens")
+    bleu = sacrebleu.corpus_bleu(hyps, [refs])
     lo, hi = min(used), max(used)
     shots_said = (f"{n_shots}" if lo == hi == n_shots else
                   f"{n_shots} asked, {lo if lo == hi else f'{lo}-{hi}'} used (mean {sum(used) / len(used):.1f}): "
                   f"the most that fit the {block}-token context beside {max_new} new tokens")
     settings = {"shots": shots_said, "max_new_tokens": max_new,
+                "skipped": f"{skipped} of {len(todo)} sentences (too long for the context even without "
+                           f"demonstrations)" if skipped else "none",
                 "translation": "first generated sentence" if first == "sentence" else "first generated line",
                 "decoding": "greedy"}
-    return TaskResult(name, {"bleu": bleu.score}, len(todo), settings=settings,
+    return TaskResult(name, {"bleu": bleu.score}, len(hyps), settings=settings,
                       notes=f"{name}: demonstrations per sentence: {shots_said}; greedy decoding, "
                             f"{settings['translation']}")
 
