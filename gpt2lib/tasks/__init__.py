@@ -23,6 +23,11 @@ returning a :class:`gpt2lib.evaluate.TaskResult`; the language-modelling ones al
 (:data:`TABLE3_TASKS`); a column whose data cannot be had (not in the mirror, offline) is reported
 as skipped with the reason, so on a CPU with the mirror it gives the columns the mirror allows.
 
+``eval`` scores a model with *its own* tokenizer (a run's data tokenizer, a zoo model's, a Hugging Face
+folder's tokenizer files; :func:`gpt2lib.resolve.resolve_model`) and prints which; per-word and per-byte
+numbers do not depend on the tokenizer (§2.2), so models with different tokenizers compare on them. A
+model whose vocabulary is not its tokenizer's is an error (:func:`gpt2lib.evaluate.check_vocab`).
+
 This package imports :mod:`gpt2lib.evaluate`, never the reverse.
 """
 from __future__ import annotations

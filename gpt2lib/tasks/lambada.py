@@ -74,7 +74,8 @@ from gpt2lib import datasets
 from gpt2lib.evaluate import TaskResult, check_vocab, next_token_argmax, read_jsonl, score_continuations
 
 __all__ = ["STOP_WORDS", "MAX_WORD_TOKENS", "load_lambada", "split_last_word", "stopword_mask", "continues_word",
-           "OPENING_QUOTES", "word_text", "extends_word", "bare_word", "is_candidate", "greedy_words", "filtered_predictions", "encode_pair", "evaluate_lambada", "run"]
+           "OPENING_QUOTES", "word_text", "extends_word", "bare_word", "is_candidate", "greedy_words",
+           "filtered_predictions", "encode_pair", "evaluate_lambada", "run"]
 
 MAX_WORD_TOKENS = 12  # a greedily completed word stops after this many BPE pieces
 

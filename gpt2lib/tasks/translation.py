@@ -39,7 +39,8 @@ __all__ = ["read_sgm", "translation_prompt", "first_sentence", "stop_at_sentence
            "evaluate_translation", "run_en_fr", "run_fr_en", "FIRST_RULES"]
 
 FIRST_RULES = ("sentence", "line")
-_SENTENCE_END = re.compile(r"(?<!\b[A-ZÀ-Ý])[.!?…](?:[\"'»”’)\]]|\s»)*(?=\s)")  # not after an initial: "M. Dupont"
+# a sentence ends at . ! ? or …, closing quotes/brackets kept, before white space; not after an initial ("M. Dupont")
+_SENTENCE_END = re.compile(r"(?<!\b[A-ZÀ-Ý])[.!?…](?:[\"'»”’)\]]|\s»)*(?=\s)")
 
 _SEG = re.compile(r"<seg\b[^>]*>(.*?)</seg\s*>", re.DOTALL | re.IGNORECASE)
 
