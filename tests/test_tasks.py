@@ -300,6 +300,19 @@ def test_translation_prompt_is_never_cut_silently(pair, tok) -> None:
     assert isinstance(generate_text(ours, tok, [1] * 250, 8, on_overflow="left"), str)
 
 
+def test_nq_uses_the_seed_pairs_that_fit_and_says_so(pair, tok) -> None:
+    import tiktoken
+
+    from gpt2lib.tasks.qa import evaluate_qa, qa_prompt
+
+    _, ours = pair  # context 256
+    enc = tiktoken.get_encoding("gpt2")
+    seeds = [(" ".join(["which river runs through the old town"] * 8) + f" {i}?", "the Rhine") for i in range(5)]
+    res = evaluate_qa(ours, tok, [("who wrote it?", ["Ann"])], seeds=seeds, max_new_tokens=16)
+    k = max(k for k in range(6) if len(enc.encode(qa_prompt("who wrote it?", seeds[:k]))) <= 240)
+    assert 0 < k < 5 and res.settings["seed pairs"].startswith(f"5 asked, {k} used")
+
+
 def test_eval_cli_passes_shots_and_max_new_tokens(pair, tmp_path, capsys, data_mirror) -> None:
     from gpt2lib.cli import main
 
