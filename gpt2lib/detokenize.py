@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["wikitext_detokenize", "ptb_detokenize", "lm1b_detokenize", "harness_wikitext_detokenize", "DETOKENIZERS"]
+__all__ = ["wikitext_detokenize", "ptb_detokenize", "lm1b_detokenize", "cbt_detokenize", "harness_wikitext_detokenize",
+           "DETOKENIZERS"]
 
 # English clitics that the Moses/PTB-style tokenizers split off the previous word.
 _CLITICS = ("n't", "'s", "'re", "'ve", "'ll", "'d", "'m", "'S", "N'T", "'RE", "'VE", "'LL", "'D", "'M")
@@ -113,6 +114,24 @@ def lm1b_detokenize(text: str) -> str:
     return "\n".join(_detokenize_sentence(line.strip(" ")) for line in text.split("\n"))
 
 
+_PTB_BRACKETS = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}"}
+
+
+def cbt_detokenize(text: str) -> str:
+    """Undo the PTB-style tokenization of the Children's Book Test (GPT-2 §3.2: "A de-tokenizer was
+    applied to remove PTB style tokenization artifacts from CBT"; the rules are ours).
+
+    CBT's sentences are split into tokens with PTB conventions: ```` `` Well , '' said the king .``
+    -> ``"Well," said the king.``; ``-LRB- a -RRB-`` -> ``(a)`` (also ``-LSB-``/``-RSB-``, ``-LCB-``/``-RCB-``);
+    clitics and punctuation as in :func:`lm1b_detokenize` (``did n't`` -> ``didn't``, ``king 's`` -> ``king's``).
+    The blank ``XXXXX`` is a word like any other, so a query keeps it in place."""
+    for token, bracket in _PTB_BRACKETS.items():
+        text = text.replace(token, bracket)
+    text = re.sub(r"``\s*", '"', text)  # an opening quote hugs the next word
+    text = re.sub(r"\s*''", '"', text)  # a closing quote hugs the previous one
+    return _detokenize_sentence(text.strip(" "))
+
+
 # lm-evaluation-harness's `wikitext` de-tokenizer (lm_eval/tasks/wikitext/preprocess_wikitext.py), as
 # its published list of rules, applied in order to a whole page: (regex?, pattern, replacement).
 _HARNESS_RULES: list[tuple[bool, str, str]] = [
@@ -139,4 +158,4 @@ def harness_wikitext_detokenize(page: str) -> str:
     return page
 
 
-DETOKENIZERS = {"wikitext": wikitext_detokenize, "ptb": ptb_detokenize, "1bw": lm1b_detokenize}
+DETOKENIZERS = {"wikitext": wikitext_detokenize, "ptb": ptb_detokenize, "1bw": lm1b_detokenize, "cbt": cbt_detokenize}

@@ -46,7 +46,7 @@ from gpt2lib.hardware import LOGITS_CHUNK_BYTES, autocast_dtype, choose_precisio
 
 __all__ = [
     "ContinuationScore", "score_continuations", "next_token_argmax", "token_nlls", "LMResult", "evaluate_lm", "count_words",
-    "generate_text", "check_vocab", "read_jsonl", "TaskResult", "PAPER_TABLE3", "PAPER_TEXT_RESULTS",
+    "generate_text", "prompt_room", "check_vocab", "read_jsonl", "TaskResult", "PAPER_TABLE3", "PAPER_TEXT_RESULTS",
     "results_table", "load_model", "LOGITS_CHUNK_BYTES", "eval_precision", "METRIC_UNITS",
 ]
 
@@ -89,14 +89,25 @@ PAPER_TEXT_RESULTS: dict[str, tuple[float, str]] = {
 # Model plumbing.
 
 
+def _padded(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 def check_vocab(model: torch.nn.Module, tokenizer: Any) -> None:
-    """Raise ``ValueError`` unless the model's output vocabulary covers the tokenizer's ids."""
-    model_vocab = int(model.config.vocab_size)
-    if model_vocab < tokenizer.n_vocab:
-        raise ValueError(
-            f"model vocab_size={model_vocab} is smaller than the tokenizer's n_vocab={tokenizer.n_vocab} "
-            f"({getattr(tokenizer, 'name', type(tokenizer).__name__)}): they were not trained together"
-        )
+    """Raise ``ValueError`` unless the model's output vocabulary is the tokenizer's (GPT-2 §2.2).
+
+    Equal sizes, or the tokenizer's rounded up to a multiple of 64 or 128 (a vocabulary padded for speed,
+    50,257 -> 50,304; the extra logits are dropped). Any other size, smaller *or* larger, means they were
+    not trained together: a larger one would score a different tokenizer's ids silently."""
+    model_vocab, n_vocab = int(model.config.vocab_size), int(tokenizer.n_vocab)
+    if model_vocab in (n_vocab, _padded(n_vocab, 64), _padded(n_vocab, 128)):
+        return
+    name = getattr(tokenizer, "name", type(tokenizer).__name__)
+    relation = "smaller" if model_vocab < n_vocab else "larger"
+    raise ValueError(
+        f"model vocab_size={model_vocab} is {relation} than the tokenizer's n_vocab={n_vocab} ({name}): they were "
+        f"not trained together; evaluate the model with the tokenizer it was trained with"
+    )
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -468,7 +479,8 @@ METRIC_UNITS: dict[str, str] = {
     "chars": "count", "acc_full": "% of schemas (full scoring)", "bleu": "corpus BLEU",
     "exact_match": "% of questions", "acc_top1pct": "% of the 1% most confident",
     "f1": "mean F1 (0-100)", "rouge1": "ROUGE-1 F1", "rouge2": "ROUGE-2 F1", "rougeL": "ROUGE-L F1",
-    "rouge_avg": "mean of R-1, R-2, R-L",
+    "rouge_avg": "mean of R-1, R-2, R-L", "rougeL_text": "ROUGE-L F1, whole-text LCS",
+    "coqa/em": "% of questions, exact match",
     # task-specific units take precedence over the generic ones above
     "lambada/acc": "% of passages, all target tokens greedy", "lambada/ppl": "exp(NLL / target word)",
     "lambada/ppl_token": "exp(NLL / target BPE tokens)", "winograd/acc": "% of schemas (partial scoring)",
@@ -516,6 +528,15 @@ def evaluate_lm(
 # Generation for the generative tasks (§3.5-§3.8).
 
 
+def prompt_room(model: torch.nn.Module, max_new_tokens: int) -> int:
+    """How many prompt tokens fit the context beside ``max_new_tokens`` generated ones (``ValueError`` if none)."""
+    room = _block_size(model) - max_new_tokens
+    if room < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's context of "
+                         f"{_block_size(model)} tokens; lower max_new_tokens")
+    return room
+
+
 def generate_text(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -526,21 +547,32 @@ def generate_text(
     temperature: float = 0.0,
     top_k: int | None = None,
     generator: torch.Generator | None = None,
+    on_overflow: str = "error",
 ) -> str:
     """Decode from ``prompt`` (greedy by default; ``top_k`` sampling when ``temperature > 0``).
 
     ``stop(text)`` returns the index to cut the generated text at, or ``None`` to keep going; the
-    generation also stops at ``<|endoftext|>``. A prompt longer than the context keeps its last
-    ``block_size - max_new_tokens`` tokens (documented left truncation).
+    generation also stops at ``<|endoftext|>``. The prompt and the ``max_new_tokens`` must fit the
+    context together (:func:`prompt_room`): a prompt that does not is a ``ValueError`` naming the sizes
+    (``on_overflow="error"``), or keeps its last ``block_size - max_new_tokens`` tokens when the caller
+    asks for it (``on_overflow="left"``) and reports the cut itself. Never cut silently.
     """
     from gpt2lib.generation import stream
 
     check_vocab(model, tokenizer)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     ids = list(prompt) if not isinstance(prompt, str) else tokenizer.encode(prompt)
     if not ids:
         ids = [tokenizer.eot]
-    keep = max(1, _block_size(model) - max_new_tokens)
-    idx = torch.tensor(ids[-keep:], dtype=torch.long, device=_device(model))
+    room = prompt_room(model, max_new_tokens)
+    if len(ids) > room:
+        if on_overflow != "left":
+            raise ValueError(f"a prompt of {len(ids)} tokens plus max_new_tokens={max_new_tokens} does not fit the "
+                             f"model's context of {_block_size(model)} tokens; shorten the prompt (fewer "
+                             f"demonstrations) or lower max_new_tokens")
+        ids = ids[-room:]
+    idx = torch.tensor(ids, dtype=torch.long, device=_device(model))
     out: list[int] = []
     for tok in stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
                       eos_id=tokenizer.eot, generator=generator):

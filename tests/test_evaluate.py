@@ -309,12 +309,25 @@ def _hf_next(hf, ids: list[int], block: int = 64) -> int:
     return int(hf_logprobs(hf, ids[-block:])[-1].argmax())
 
 
+def _still_a_word(data: bytes) -> bool:
+    """White space, opening quotes, letters/digits; a character cut at the end of the bytes may follow."""
+    import re
+
+    for cut in range(4):  # a UTF-8 character has at most 4 bytes: try dropping an incomplete tail
+        try:
+            text = data[: len(data) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return re.fullmatch(r"\s*[\"'“‘«„‚`]*[^\W_]*", text) is not None
+    return False
+
+
 def _hf_word(hf, tok, ids: list[int], first: int) -> str:
     """Brute force: complete the word that `first` begins, one full HF forward per piece."""
     word = [first]
-    while len(word) < 12:
+    while len(word) < 12 and _still_a_word(tok.decode_bytes(word)):
         t = _hf_next(hf, ids + word)
-        if t == EOT or not tok.decode([t])[:1].isalnum():
+        if t == EOT or not _still_a_word(tok.decode_bytes(word + [t])):
             break
         word.append(t)
     return tok.decode(word).strip()
@@ -326,7 +339,8 @@ def _hf_filtered_word(hf, tok, ctx: list[int], stop: set[str]) -> tuple[str, lis
     skipped = []
     for r in ranking:
         w = _hf_word(hf, tok, ctx, r)
-        if w.lower() not in stop:
+        bare = w.lstrip("\"'“‘«„‚`")
+        if any(c.isalpha() for c in bare) and bare.lower() not in stop:
             return w, skipped
         skipped.append(w)
     raise AssertionError("unreachable: the stop list is finite")
@@ -550,3 +564,156 @@ def test_evaluate_does_not_import_tasks() -> None:
         elif isinstance(node, ast.Import):
             imported |= {a.name for a in node.names}
     assert not any(m == "gpt2lib.tasks" or m.startswith("gpt2lib.tasks.") for m in imported)
+
+
+def test_lambada_stopword_filter_with_an_oracle_on_every_passage(tok, data_mirror) -> None:
+    """An oracle model (always the true next token) over all 5,153 LAMBADA passages: the filtered
+    prediction is right exactly on the passages whose last word, read from the data at the word level,
+    is one word (opening quotes allowed) whose bare form is not a stop word. Curly quotes are split
+    over byte tokens (`“Holt`), so this holds only when a word's bytes are decoded as a whole."""
+    import json
+    import re
+
+    from _evalref import OracleLM
+    from gpt2lib.tasks.lambada import STOP_WORDS, evaluate_lambada, filtered_predictions, split_last_word
+
+    with open(data_mirror / "lambada" / "lambada_test.jsonl", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f if line.strip()]
+    assert len(texts) == 5153
+    # the reference, from the data alone: the last space-separated chunk, white space and opening quotes
+    # stripped, must be one run of letters (no digits occur), not a stop word
+    expected = set()
+    for i, t in enumerate(texts):
+        last = t.rstrip().split(" ")[-1]
+        m = re.fullmatch(r"\s*[\"'“‘]*([^\W\d_]+)", last)
+        if m and m.group(1).lower() not in STOP_WORDS:
+            expected.add(i)
+    assert len(expected) == 5095  # the count the lambada docstring and the book quote (98.87%)
+    assert any("“" in texts[i].split(" ")[-1] for i in expected)  # curly-quoted words are among them
+
+    pairs = [split_last_word(t) for t in texts]
+    enc = [(tok.encode(c), tok.encode(w)) for c, w in pairs]
+    oracle = OracleLM([c + w for c, w in enc])
+    scores = score_continuations(oracle, [c for c, _ in enc], [w for _, w in enc], 64, n_vocab=tok.n_vocab,
+                                 first_topk=20, bos=EOT)
+    assert all(s.greedy for s in scores)  # it is an oracle: `acc` would be 100%
+    preds = filtered_predictions(oracle, tok, [c for c, _ in enc], [s.first_top for s in scores], batch_size=64)
+    got = {i for i, (p, (_, w)) in enumerate(zip(preds, pairs)) if p == w.strip()}
+    assert got == expected
+    # the metric itself, on a slice that holds the quoted words, the stop words and the joined words
+    some = sorted({i for i in range(5153) if i not in expected} | {i for i in expected if "“" in texts[i]})[:80]
+    res = evaluate_lambada(oracle, tok, [texts[i] for i in some], batch_size=32)
+    assert res.metrics["acc"] == 100.0
+    assert res.metrics["acc_stopword_filter"] == pytest.approx(100 * len(expected & set(some)) / len(some))
+
+
+# ------------------------------------------------------------------ eval with each model's own tokenizer
+
+
+def _hf_ppl_word(hf, ids: list[int], original: str, L: int) -> float:
+    """Per-word perplexity recomputed: <|endoftext|> + ids in disjoint windows of L tokens (each window
+    reads L tokens and scores the next L), divided by the original's words plus one <eos> per line."""
+    seq = [EOT if hf.config.vocab_size == 50257 else hf.config.eos_token_id] + ids
+    nll = 0.0
+    for b in range(0, len(seq) - 1, L):
+        lp = hf_logprobs(hf, seq[b : b + L])
+        nxt = seq[b + 1 : b + L + 1]
+        nll -= sum(lp[j, t].item() for j, t in enumerate(nxt))
+    words = len(original.split()) + original.count("\n")
+    return math.exp(nll / words)
+
+
+def _table_value(out: str, task: str, metric: str) -> float:
+    row = next(line for line in out.splitlines() if line.startswith(f"| {task} | {metric} |"))
+    return float(row.split("|")[3].replace(",", ""))
+
+
+def test_eval_scores_each_model_with_its_own_tokenizer(tmp_path, capsys, data_mirror) -> None:
+    """A model trained with a custom BPE and one with GPT-2's tokenizer (GPT-2's files beside it), evaluated
+    by `eval` on the same WikiText-2 lines: each per-word perplexity equals one recomputed with transformers,
+    the folder's own tokenizer and the original's word count; the output names the tokenizer used."""
+    import shutil
+
+    from transformers import GPT2Config as HFConfig, GPT2LMHeadModel
+
+    from gpt2lib.bpe import BytePairTokenizer
+    from gpt2lib.cli import main
+    from gpt2lib.detokenize import wikitext_detokenize
+
+    lines = 5
+    original = "".join((data_mirror / "wikitext-2" / "test.txt").read_text(encoding="utf-8").splitlines(True)[:lines])
+    corpus = (data_mirror / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20000]
+    bpe = BytePairTokenizer(name="tiny-bpe").train(corpus, 320)
+    assert "<|endoftext|>" in bpe.special_tokens
+    folders = {}
+    for name, n_vocab, eos in (("custom", bpe.n_vocab, bpe.eot), ("gpt2", 50257, EOT)):
+        torch.manual_seed(1)
+        hf = GPT2LMHeadModel(HFConfig(vocab_size=n_vocab, n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                                      eos_token_id=eos, bos_token_id=eos)).eval()
+        folder = tmp_path / name
+        hf.save_pretrained(folder)
+        folders[name] = (folder, hf)
+    bpe.save(folders["custom"][0] / "tokenizer.json")
+    shutil.copy(data_mirror / "gpt2" / "encoder.json", folders["gpt2"][0] / "vocab.json")  # transformers' names
+    shutil.copy(data_mirror / "gpt2" / "vocab.bpe", folders["gpt2"][0] / "merges.txt")
+
+    gpt2_tok = get_gpt2_tokenizer()
+    for name, tokenizer in (("custom", bpe), ("gpt2", gpt2_tok)):
+        folder, hf = folders[name]
+        assert main(["eval", "--task", "wikitext2", "--model", str(folder), "--limit", str(lines),
+                     "--context", "32", "--stride", "32", "--device", "cpu"]) == 0
+        out = capsys.readouterr().out
+        assert f"tokenizer: {tokenizer.name} ({tokenizer.n_vocab:,} tokens)" in out
+        ids = [t for t in _encode_independently(tokenizer, wikitext_detokenize(original))]
+        ref = _hf_ppl_word(hf, ids, original, 32)
+        assert _table_value(out, "wikitext2", "ppl") == pytest.approx(ref, rel=1e-3)
+
+    # a mismatch in either direction is an error naming both sizes and the tokenizer
+    (folders["custom"][0] / "tokenizer.json").unlink()  # now GPT-2's tokenizer is assumed: model smaller
+    with pytest.raises(SystemExit):
+        main(["eval", "--task", "wikitext2", "--model", str(folders["custom"][0]), "--limit", "1"])
+    err = capsys.readouterr().err
+    assert f"vocab_size={bpe.n_vocab} is smaller than the tokenizer's n_vocab=50257 (gpt2)" in err
+    big = GPT2LMHeadModel(HFConfig(vocab_size=60000, n_positions=32, n_embd=32, n_layer=1, n_head=2))
+    big.save_pretrained(tmp_path / "big")
+    with pytest.raises(SystemExit):
+        main(["eval", "--task", "wikitext2", "--model", str(tmp_path / "big"), "--limit", "1"])
+    assert "vocab_size=60000 is larger than the tokenizer's n_vocab=50257 (gpt2)" in capsys.readouterr().err
+
+
+def _encode_independently(tokenizer, text: str) -> list[int]:
+    """GPT-2's ids from tiktoken itself; a trained BPE's from its own encoder (the object the folder holds)."""
+    if tokenizer.name == "gpt2":
+        import tiktoken
+
+        return tiktoken.get_encoding("gpt2").encode_ordinary(text)
+    return tokenizer.encode(text)
+
+
+def test_folder_tokenizer_reads_transformers_files(tmp_path, data_mirror) -> None:
+    """A Hugging Face folder's tokenizer: GPT-2's files under transformers' names (vocab.json + merges.txt, as on
+    the hub) or a `tokenizers` tokenizer.json built from them are recognised as GPT-2's; a folder without
+    tokenizer files says GPT-2's is assumed."""
+    import shutil
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from gpt2lib.resolve import folder_tokenizer
+
+    both = tmp_path / "both"
+    both.mkdir()
+    shutil.copy(data_mirror / "gpt2" / "encoder.json", both / "vocab.json")
+    shutil.copy(data_mirror / "gpt2" / "vocab.bpe", both / "merges.txt")
+    tok, source = folder_tokenizer(both)
+    assert tok.name == "gpt2" and "tokenizer files" in source
+    ref = Tokenizer(models.BPE.from_file(str(both / "vocab.json"), str(both / "merges.txt")))
+    ref.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    ref.decoder = decoders.ByteLevel()
+    (tmp_path / "only").mkdir()
+    ref.save(str(tmp_path / "only" / "tokenizer.json"))
+    tok, _ = folder_tokenizer(tmp_path / "only")
+    text = "Hello world, this is GPT-2's tokenizer."
+    assert tok.name == "gpt2" and tok.encode(text) == ref.encode(text).ids
+    (tmp_path / "none").mkdir()
+    tok, source = folder_tokenizer(tmp_path / "none")
+    assert tok.name == "gpt2" and "assumed" in source

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from _evalref import hf_logprobs, make_pair
+from gpt2lib.evaluate import generate_text
 from gpt2lib.tokenizer import get_gpt2_tokenizer
 
 EOT = 50256
@@ -255,6 +256,74 @@ def test_translation_prompt_and_bleu(pair, tok) -> None:
         evaluate_translation(ours, tok, src[:2], ref[:2], name="x", n_shots=2)
 
 
+@pytest.mark.parametrize("text, first", [
+    ("Le chat est assis. Il dort", "Le chat est assis."),
+    ("Bonjour !\nHello", "Bonjour !"),
+    ("M. Dupont est là. Oui", "M. Dupont est là."),
+    ("Il a dit « oui. » Puis", "Il a dit « oui. »"),
+    ("sans point final", "sans point final"),
+])
+def test_first_generated_sentence(text, first) -> None:
+    from gpt2lib.tasks.translation import first_sentence
+
+    assert first_sentence(text) == first
+
+
+def test_translation_prompt_is_never_cut_silently(pair, tok) -> None:
+    """Demonstrations that do not fit the context beside the new tokens are dropped from the end, per sentence,
+    and the result says how many were used; a sentence that does not fit alone is an error; generate_text
+    refuses an overflowing prompt unless asked to cut it."""
+    import tiktoken
+
+    from gpt2lib.tasks.translation import evaluate_translation, translation_prompt
+
+    _, ours = pair  # context 256
+    enc = tiktoken.get_encoding("gpt2")
+    long = " ".join(["the green house by the river"] * 6)  # ~37 tokens
+    src = [f"{long} {i}" for i in range(5)] + ["one", long + " " + long]
+    ref = [f"{long} fr {i}" for i in range(5)] + ["un", "deux"]
+    res = evaluate_translation(ours, tok, src, ref, name="translation-en-fr", n_shots=5, max_new_tokens=16)
+    expected = []
+    for s in src[5:]:
+        fits = [k for k in range(6) if len(enc.encode(translation_prompt(list(zip(src, ref))[:k], s))) <= 256 - 16]
+        expected.append(max(fits))
+    assert expected[0] > expected[1] and expected[0] < 5  # the setup really overflows 5 shots
+    assert f"5 asked, {min(expected)}-{max(expected)} used" in res.settings["shots"]
+    assert "256-token context beside 16 new tokens" in res.settings["shots"]
+    with pytest.raises(ValueError, match="prompt of .* tokens, more than the 16"):
+        evaluate_translation(ours, tok, src, ref, name="x", n_shots=1, max_new_tokens=240, skip_long=False)
+    skip = evaluate_translation(ours, tok, src, ref, name="x", n_shots=0, max_new_tokens=200)  # room 56 tokens
+    too_long = sum(len(enc.encode(translation_prompt([], s))) > 56 for s in src)
+    assert too_long == 1 and skip.n_examples == 6 and skip.settings["skipped"].startswith("1 of 7 sentences")
+    with pytest.raises(ValueError, match="does not fit the model's context of 256 tokens"):
+        generate_text(ours, tok, [1] * 250, 8)
+    assert isinstance(generate_text(ours, tok, [1] * 250, 8, on_overflow="left"), str)
+
+
+def test_nq_uses_the_seed_pairs_that_fit_and_says_so(pair, tok) -> None:
+    import tiktoken
+
+    from gpt2lib.tasks.qa import evaluate_qa, qa_prompt
+
+    _, ours = pair  # context 256
+    enc = tiktoken.get_encoding("gpt2")
+    seeds = [(" ".join(["which river runs through the old town"] * 8) + f" {i}?", "the Rhine") for i in range(5)]
+    res = evaluate_qa(ours, tok, [("who wrote it?", ["Ann"])], seeds=seeds, max_new_tokens=16)
+    k = max(k for k in range(6) if len(enc.encode(qa_prompt("who wrote it?", seeds[:k]))) <= 240)
+    assert 0 < k < 5 and res.settings["seed pairs"].startswith(f"5 asked, {k} used")
+
+
+def test_eval_cli_passes_shots_and_max_new_tokens(pair, tmp_path, capsys, data_mirror) -> None:
+    from gpt2lib.cli import main
+
+    _, ours = pair
+    ours.save_pretrained(str(tmp_path))
+    assert main(["eval", "--task", "translation-fr-en", "--model", str(tmp_path), "--limit", "2", "--shots", "1",
+                 "--max-new-tokens", "8", "--first", "line"]) == 0
+    out = capsys.readouterr().out
+    assert "shots=1, max_new_tokens=8, skipped=none, translation=first generated line" in out
+
+
 # ------------------------------------------------------------------------------------------ LM tasks
 
 
@@ -273,34 +342,66 @@ def test_lm_task_on_wikitext_prefix_uses_original_word_count(pair, tok, data_mir
 
 # ------------------------------------------------------------------ Table 3 files not in the mirror
 
-_CBT_BLOCK = "".join(f"{i} Sentence number {i} about the King and the Queen .\n" for i in range(1, 21)) + \
-    "21 Then the XXXXX said hello .\tKing\t\tQueen|King|Wolf|Mouse|Fox|Cat|Dog|Bird|Frog|Owl\n\n"
+# Two questions in the exact layout of CBTest/data/cbtest_*_{valid_2000ex,test_2500ex}.txt: 20 numbered sentences
+# ("N " then PTB-style tokens: `` '' quotes, -LRB- -RRB-, split clitics and punctuation), the 21st
+# "21 query<TAB>answer<TAB><TAB>c1|...|c10", then an empty line.
+_CBT_SENTENCES = [
+    "Once upon a time there lived a King and a Queen who had no children .",
+    "`` We shall have a daughter , '' said the Queen -LRB- she was very wise -RRB- .",
+    "The King did n't believe her ; he thought the Queen 's dream was only a dream .",
+] + [f"On the {i}th day the King walked in the garden ." for i in range(4, 21)]
+_CBT_QUERY = "`` Where is my XXXXX ? '' asked the King .\tQueen\t\tQueen|King|Wolf|Mouse|Fox|Cat|Dog|Bird|Frog|Owl"
+_CBT_BLOCK = "".join(f"{i} {s}\n" for i, s in enumerate(_CBT_SENTENCES, 1)) + f"21 {_CBT_QUERY}\n\n"
 
 
 def _write_cbt_tgz(path, blocks: int = 3) -> None:
-    """A CBTest.tgz laid out as the release: CBTest/data/cbtest_{CN,NE}_test_2500ex.txt."""
+    """A CBTest.tgz laid out as the release: CBTest/data/cbtest_{CN,NE}_{valid_2000ex,test_2500ex}.txt; the test
+    files hold one question more than the validation files, so the split read shows in the count."""
     import io
     import tarfile
 
     with tarfile.open(path, "w:gz") as t:
         for kind in ("CN", "NE"):
-            data = (_CBT_BLOCK * blocks).encode()
-            info = tarfile.TarInfo(f"CBTest/data/cbtest_{kind}_test_2500ex.txt")
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
+            for split, n in (("valid_2000ex", blocks), ("test_2500ex", blocks + 1)):
+                data = (_CBT_BLOCK * n).encode()
+                info = tarfile.TarInfo(f"CBTest/data/cbtest_{kind}_{split}.txt")
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
 
 
 def test_cbt_cn_and_ne_read_the_release_archive(pair, tok, tmp_path) -> None:
-    """cbt-cn / cbt-ne read their member of a CBTest.tgz in the release layout, and score as evaluate_cbt."""
+    """cbt-cn / cbt-ne read the validation member of a CBTest.tgz by default (Table 3's split, §3.2), de-tokenized,
+    and score as evaluate_cbt on the de-tokenized text; split="test" reads the test member and says so."""
     from gpt2lib.tasks import cbt, get_task
 
-    _, ours = pair
+    hf, ours = pair
     _write_cbt_tgz(tmp_path / "CBTest.tgz")
-    res = get_task("cbt-ne")(ours, tok, archive=tmp_path / "CBTest.tgz", limit=2)
     ex = cbt.parse_cbt(_CBT_BLOCK * 2)
-    assert len(ex) == 2 and ex[0].answer == "King" and len(ex[0].candidates) == 10
-    ref = cbt.evaluate_cbt(ours, tok, ex)
-    assert res.task == "cbt-ne" and res.n_examples == 2 and res.metrics == ref.metrics
+    assert len(ex) == 2 and ex[0].answer == "Queen" and len(ex[0].candidates) == 10
+    assert ex[0].context.startswith("Once upon a time") and ex[0].context.endswith("walked in the garden .")
+    assert ex[0].query == "`` Where is my XXXXX ? '' asked the King ."
+    det = cbt.detokenize_example(ex[0])  # the paper's de-tokenization, checked by hand on this example
+    assert det.query == '"Where is my XXXXX?" asked the King.'
+    assert ('"We shall have a daughter," said the Queen (she was very wise). The King didn\'t believe her; '
+            "he thought the Queen's dream was only a dream.") in det.context
+    res = get_task("cbt-ne")(ours, tok, archive=tmp_path / "CBTest.tgz")
+    assert res.task == "cbt-ne" and res.n_examples == 3 and res.settings["split"].startswith("validation")
+    assert res.settings["de-tokenized"].startswith("yes")
+    # recomputed with transformers on the hand-checked de-tokenized text (the oldest tokens dropped to fit 64)
+    pairs = cbt.candidate_pairs(det)
+    assert pairs[0] == (det.context + ' "Where is my', ' Queen?" asked the King.')
+    block, lps = ours.config.block_size, []
+    for c, r in pairs:
+        cont = tok.encode(r)
+        ids = (tok.encode(c) + cont)[-(block + 1):]
+        lp = hf_logprobs(hf, ids[:-1])
+        lps.append(sum(lp[len(ids) - 1 - len(cont) + i, t].item() for i, t in enumerate(cont)))
+    right = det.candidates[max(range(10), key=lps.__getitem__)] == det.answer
+    assert res.metrics["acc"] == pytest.approx(100.0 * right)
+    test = get_task("cbt-cn")(ours, tok, archive=tmp_path / "CBTest.tgz", split="test", limit=4)
+    assert test.task == "cbt-cn-test" and test.n_examples == 4 and "not Table 3's split" in test.settings["split"]
+    with pytest.raises(ValueError, match="split must be one of valid, test"):
+        get_task("cbt-cn")(ours, tok, archive=tmp_path / "CBTest.tgz", split="dev")
 
 
 def _zip(path, member: str, data: bytes) -> None:

@@ -7,7 +7,7 @@ wikitext2, ptb      §3.1         :mod:`gpt2lib.tasks.lm` (perplexity, de-tokeni
 1bw                 §3.1         :mod:`gpt2lib.tasks.lm` (One Billion Word, shuffled sentences) lines (sentences)
 wikitext103         §3.1         :mod:`gpt2lib.tasks.lm` (downloaded, not in the mirror)       lines of the file
 enwik8, text8       §3.1         :mod:`gpt2lib.tasks.lm` (last 5M bytes / chars, downloaded)   bytes / characters
-cbt-cn, cbt-ne      §3.2         :mod:`gpt2lib.tasks.cbt` (CBTest.tgz, downloaded)             questions
+cbt-cn, cbt-ne      §3.2         :mod:`gpt2lib.tasks.cbt` (CBTest.tgz valid, de-tokenized)      questions
 lambada             §3.3         :mod:`gpt2lib.tasks.lambada`                                  passages
 winograd            §3.4         :mod:`gpt2lib.tasks.winograd` (WSC273, full and partial)      schemas
 coqa                §3.5         :mod:`gpt2lib.tasks.coqa`                                     questions
@@ -23,6 +23,11 @@ returning a :class:`gpt2lib.evaluate.TaskResult`; the language-modelling ones al
 (:data:`TABLE3_TASKS`); a column whose data cannot be had (not in the mirror, offline) is reported
 as skipped with the reason, so on a CPU with the mirror it gives the columns the mirror allows.
 
+``eval`` scores a model with *its own* tokenizer (a run's data tokenizer, a zoo model's, a Hugging Face
+folder's tokenizer files; :func:`gpt2lib.resolve.resolve_model`) and prints which; per-word and per-byte
+numbers do not depend on the tokenizer (§2.2), so models with different tokenizers compare on them. A
+model whose vocabulary is not its tokenizer's is an error (:func:`gpt2lib.evaluate.check_vocab`).
+
 This package imports :mod:`gpt2lib.evaluate`, never the reverse.
 """
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any, Callable
 
 import torch
 
-from gpt2lib.evaluate import TaskResult, load_model, results_table
+from gpt2lib.evaluate import TaskResult, load_model, results_table  # noqa: F401 (load_model: public)
 from gpt2lib.tasks import cbt, coqa, lambada, lm, qa, summarization, translation, winograd
 
 __all__ = ["TASKS", "TABLE3_TASKS", "LIMIT_UNITS", "task_names", "get_task", "add_cli"]
@@ -66,6 +71,7 @@ LIMIT_UNITS: dict[str, str] = {
     "translation-fr-en": "sentences", "nq": "questions",
 }
 LM_TASKS = {"wikitext2", "ptb", "1bw", "wikitext103", "enwik8", "text8"}
+GENERATIVE_TASKS = {"coqa", "summarization", "translation-en-fr", "translation-fr-en", "nq"}
 
 
 def task_names() -> list[str]:
@@ -102,6 +108,17 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--convention", choices=["gpt2lib", "lm-eval"], default="gpt2lib",
                    help="gpt2lib: the definitions of gpt2lib.tasks (paper-style, one document per file); lm-eval: "
                         "lm-evaluation-harness's wikitext (per page, rolling windows) and lambada_openai")
+    p.add_argument("--shots", type=int, default=5,
+                   help="translation: demonstration pairs in the prompt (default 5); a sentence whose prompt would "
+                        "not fit the context gets fewer, and the output says how many were used")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generative tasks: tokens generated per answer (default: translation 128 at most half the "
+                        "context, coqa 32, nq 24, summarization 100)")
+    p.add_argument("--first", choices=["sentence", "line"], default="sentence",
+                   help="translation: the translation is the first generated sentence (§3.7, default) or line")
+    p.add_argument("--cbt-split", choices=["valid", "test"], default="valid",
+                   help="cbt-cn / cbt-ne: the validation split (default; Table 3's, §3.2) or the test split "
+                        "(reported as cbt-cn-test / cbt-ne-test: its book The Jungle Book is in WebText)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: fp32 on CPU, bf16 on GPUs that have it, fp16 on older GPUs")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -115,19 +132,30 @@ def _task_kwargs(name: str, args: Any) -> dict[str, Any]:
         kw.update(stride=args.stride, max_length=args.context, convention=args.convention, precision=args.precision)
     elif name == "lambada":
         kw.update(convention=args.convention)
+    elif name in ("cbt-cn", "cbt-ne"):
+        kw.update(split=getattr(args, "cbt_split", "valid"))
     elif name == "summarization":  # the one sampled task: --seed picks its sampling stream
         kw.update(seed=args.seed)
+    if name.startswith("translation"):
+        kw.update(n_shots=getattr(args, "shots", 5), first=getattr(args, "first", "sentence"))
+    if name in GENERATIVE_TASKS and getattr(args, "max_new_tokens", None) is not None:
+        kw.update(max_new_tokens=args.max_new_tokens)
     return kw
 
 
 def _run_cli(args: Any) -> int:
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
+    from gpt2lib.evaluate import check_vocab
+    from gpt2lib.resolve import resolve_model
 
     names = TABLE3_TASKS if args.task == "all" else [args.task]
     for n in names:
         get_task(n)  # KeyError with the available names
-    model = load_model(args.model, args.device)
-    tokenizer = get_gpt2_tokenizer()
+    resolved = resolve_model(args.model, args.device)
+    model, tokenizer = resolved.model, resolved.tokenizer
+    check_vocab(model, tokenizer)
+    tok_name = f"{getattr(tokenizer, 'name', type(tokenizer).__name__)} ({tokenizer.n_vocab:,} tokens)"
+    print(f"tokenizer: {tok_name}, {resolved.tokenizer_source}; per-word and per-byte numbers do not depend "
+          f"on it, per-token ones do", flush=True)
     results, skipped = [], []
     for name in names:
         torch.manual_seed(args.seed)
@@ -139,6 +167,7 @@ def _run_cli(args: Any) -> int:
             skipped.append(f"- {name}: skipped, its data is not available here ({e})")
             continue
         result.model = args.model
+        result.settings["tokenizer"] = tok_name
         result.settings["limit"] = f"{args.limit} {LIMIT_UNITS[name]}" if args.limit else "none"
         results.append(result)
     if results:

@@ -9,11 +9,23 @@ sentences plus the query up to the blank; the scored continuation is ``c`` + the
 the prediction is the candidate with the highest log-probability. (Reported in Table 3: 87.65 /
 83.4 for 117M on CN / NE.)
 
+Table 3's protocol, which the tasks ``cbt-cn`` / ``cbt-ne`` follow by default:
+
+* the **validation** split. The paper: "Data overlap analysis showed one of the CBT test set books,
+  The Jungle Book by Rudyard Kipling, is in WebText, so we report results on the validation set
+  which has no significant overlap." (§3.2). ``split="test"`` scores the test files instead; the
+  result is then named ``cbt-cn-test`` / ``cbt-ne-test`` and is not printed beside Table 3.
+* **de-tokenized** text: "A de-tokenizer was applied to remove PTB style tokenization artifacts
+  from CBT" (§3.2); ours is :func:`gpt2lib.detokenize.cbt_detokenize` (```` `` ```` / ``''`` quotes,
+  ``-LRB-`` brackets, split clitics and punctuation), applied to the 20 sentences and the query
+  (``detokenize=False`` scores the raw tokens).
+
 Data: ``CBTest.tgz`` (Hill et al. 2016), registered as ``"cbt"`` in :mod:`gpt2lib.datasets` with
 its canonical URL, size and sha256; not in the offline mirror (120 MB), so it is downloaded into the
-cache on first use. Its members ``CBTest/data/cbtest_CN_test_2500ex.txt`` and ``..._NE_...`` are
-the test sets (2,500 questions each). :func:`read_cbt` parses that format: blocks of lines
-``"1 sentence"`` ... ``"20 sentence"``, ``"21 query\\tanswer\\t\\tc1|c2|...|c10"``, blank line between.
+cache on first use. Its members ``CBTest/data/cbtest_{CN,NE}_valid_2000ex.txt`` (2,000 questions
+each) and ``..._test_2500ex.txt`` (2,500) are the splits (:data:`MEMBERS`). :func:`read_cbt` parses
+that format: blocks of lines ``"1 sentence"`` ... ``"20 sentence"``,
+``"21 query\\tanswer\\t\\tc1|c2|...|c10"``, blank line between.
 """
 from __future__ import annotations
 
@@ -21,12 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from gpt2lib.detokenize import cbt_detokenize
 from gpt2lib.evaluate import TaskResult, check_vocab, score_continuations
 
-__all__ = ["CBTExample", "read_cbt", "parse_cbt", "candidate_pairs", "evaluate_cbt", "run", "run_cn", "run_ne",
-           "TEST_MEMBERS"]
+__all__ = ["CBTExample", "read_cbt", "parse_cbt", "detokenize_example", "candidate_pairs", "evaluate_cbt", "run",
+           "run_cn", "run_ne", "MEMBERS", "TEST_MEMBERS", "SPLITS"]
 
-TEST_MEMBERS = {"cn": "CBTest/data/cbtest_CN_test_2500ex.txt", "ne": "CBTest/data/cbtest_NE_test_2500ex.txt"}
+MEMBERS = {(kind, split): f"CBTest/data/cbtest_{kind.upper()}_{split}_{n}ex.txt"
+           for kind in ("cn", "ne") for split, n in (("valid", 2000), ("test", 2500))}
+TEST_MEMBERS = {kind: MEMBERS[kind, "test"] for kind in ("cn", "ne")}
+SPLITS = ("valid", "test")
 
 BLANK = "XXXXX"
 
@@ -63,6 +79,14 @@ def parse_cbt(text: str, source: str = "<cbt>") -> list[CBTExample]:
     return examples
 
 
+def detokenize_example(ex: CBTExample) -> CBTExample:
+    """The example with its context and query de-tokenized (:func:`gpt2lib.detokenize.cbt_detokenize`)."""
+    query = cbt_detokenize(ex.query)
+    if query.count(BLANK) != ex.query.count(BLANK):
+        raise ValueError(f"de-tokenizing lost the blank of {ex.query!r}")
+    return CBTExample(cbt_detokenize(ex.context), query, list(ex.candidates), ex.answer)
+
+
 def candidate_pairs(ex: CBTExample) -> list[tuple[str, str]]:
     """(context, continuation) per candidate: the blank is filled and the rest of the sentence follows."""
     if ex.query.count(BLANK) != 1:
@@ -76,10 +100,14 @@ def candidate_pairs(ex: CBTExample) -> list[tuple[str, str]]:
 
 
 def evaluate_cbt(model: Any, tokenizer: Any, examples: Sequence[CBTExample], *, batch_size: int = 8,
-                 progress: bool = False, name: str = "cbt") -> TaskResult:
+                 progress: bool = False, name: str = "cbt", detokenize: bool = False,
+                 split: str = "") -> TaskResult:
+    """Accuracy on ``examples`` (module docstring); ``detokenize``: apply :func:`detokenize_example` first."""
     if not examples:
         raise ValueError("no CBT examples to evaluate")
     check_vocab(model, tokenizer)
+    if detokenize:
+        examples = [detokenize_example(ex) for ex in examples]
     ctxs, conts, spans = [], [], []
     for ex in examples:
         pairs = candidate_pairs(ex)
@@ -92,38 +120,47 @@ def evaluate_cbt(model: Any, tokenizer: Any, examples: Sequence[CBTExample], *, 
     for ex, (start, k) in zip(examples, spans):
         best = max(range(k), key=lambda j: scores[start + j].logprob)
         right += ex.candidates[best] == ex.answer
-    return TaskResult(name, {"acc": 100.0 * right / len(examples)}, len(examples),
-                      settings={"questions": len(examples), "candidates": 10,
-                                "scored": "candidate + rest of the query sentence"})
+    settings = {"questions": len(examples), "candidates": 10, "scored": "candidate + rest of the query sentence",
+                "de-tokenized": "yes (PTB artifacts removed)" if detokenize else "no (raw CBT tokens)"}
+    if split:
+        settings = {"split": split, **settings}
+    return TaskResult(name, {"acc": 100.0 * right / len(examples)}, len(examples), settings=settings)
 
 
 def run(model: Any, tokenizer: Any, *, limit: int | None = None, batch_size: int = 8, progress: bool = False,
-        path: str | None = None, name: str = "cbt", **_: Any) -> TaskResult:
-    """A CBT file you have (``path``); ``limit``: the first N questions."""
+        path: str | None = None, name: str = "cbt", detokenize: bool = True, **_: Any) -> TaskResult:
+    """A CBT file you have (``path``), de-tokenized by default; ``limit``: the first N questions."""
     if path is None:
         raise FileNotFoundError("task 'cbt' needs path= to a CBT file; use the tasks 'cbt-cn' / 'cbt-ne' for the "
                                 "test sets of CBTest.tgz (downloaded by gpt2lib.datasets)")
     examples = read_cbt(path)
     return evaluate_cbt(model, tokenizer, examples[:limit] if limit else examples, batch_size=batch_size,
-                        progress=progress, name=name)
+                        progress=progress, name=name, detokenize=detokenize, split=str(path))
 
 
 def _run_split(kind: str, model: Any, tokenizer: Any, *, limit: int | None = None, batch_size: int = 8,
-               progress: bool = False, archive: str | Path | None = None, **_: Any) -> TaskResult:
+               progress: bool = False, archive: str | Path | None = None, split: str = "valid",
+               detokenize: bool = True, **_: Any) -> TaskResult:
     from gpt2lib import datasets
 
+    if split not in SPLITS:
+        raise ValueError(f"CBT split must be one of {', '.join(SPLITS)}, got {split!r}")
     archive = archive or datasets.download("cbt", progress=progress)
-    member = TEST_MEMBERS[kind]
+    member = MEMBERS[kind, split]
     examples = parse_cbt(datasets.read_member(archive, member).decode("utf-8"), f"{archive}:{member}")
+    name = f"cbt-{kind}" if split == "valid" else f"cbt-{kind}-test"
+    label = ("validation (Table 3's split)" if split == "valid"
+             else "test (not Table 3's split: its book The Jungle Book is in WebText)")
     return evaluate_cbt(model, tokenizer, examples[:limit] if limit else examples, batch_size=batch_size,
-                        progress=progress, name=f"cbt-{kind}")
+                        progress=progress, name=name, detokenize=detokenize, split=label)
 
 
 def run_cn(model: Any, tokenizer: Any, **kw: Any) -> TaskResult:
-    """CBT-CN (common nouns) test, 2,500 questions; ``limit``: the first N; ``archive``: a CBTest.tgz."""
+    """CBT-CN (common nouns): the validation split (2,000 questions, Table 3's), de-tokenized; ``split="test"``:
+    the 2,500 test questions; ``limit``: the first N; ``archive``: a CBTest.tgz."""
     return _run_split("cn", model, tokenizer, **kw)
 
 
 def run_ne(model: Any, tokenizer: Any, **kw: Any) -> TaskResult:
-    """CBT-NE (named entities) test, 2,500 questions; ``limit``: the first N; ``archive``: a CBTest.tgz."""
+    """CBT-NE (named entities): as :func:`run_cn`."""
     return _run_split("ne", model, tokenizer, **kw)

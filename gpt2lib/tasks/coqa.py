@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from gpt2lib.evaluate import TaskResult, check_vocab, generate_text
+from gpt2lib.evaluate import TaskResult, check_vocab, generate_text, prompt_room
 
 __all__ = ["CoQAExample", "normalize_answer", "f1_score", "exact_match", "turn_score", "read_coqa", "coqa_prompt",
            "evaluate_coqa", "run", "stop_at_newline"]
@@ -159,14 +159,22 @@ def evaluate_coqa(model: Any, tokenizer: Any, examples: Sequence[CoQAExample], *
         from tqdm.auto import tqdm
 
         examples = tqdm(examples, desc="coqa")
+    room = prompt_room(model, max_new_tokens)
     f1 = em = 0.0
-    n = 0
+    n = cut = 0
     for ex in examples:
-        answer = generate_text(model, tokenizer, coqa_prompt(ex), max_new_tokens, stop=stop_at_newline).strip()
+        prompt = tokenizer.encode(coqa_prompt(ex))
+        cut += len(prompt) > room
+        answer = generate_text(model, tokenizer, prompt, max_new_tokens, stop=stop_at_newline,
+                               on_overflow="left").strip()  # a long story loses its beginning; counted below
         s = turn_score(answer, ex.answers)
         f1, em, n = f1 + s["f1"], em + s["em"], n + 1
-    return TaskResult("coqa", {"f1": 100.0 * f1 / n, "em": 100.0 * em / n}, n,
-                      notes="official CoQA F1 (leave-one-out over the human answers), greedy decoding")
+    settings = {"max_new_tokens": max_new_tokens,
+                "prompts cut": f"{cut} of {n} (their oldest tokens dropped to fit the {room + max_new_tokens}-token "
+                               f"context beside {max_new_tokens} new tokens)"}
+    return TaskResult("coqa", {"f1": 100.0 * f1 / n, "em": 100.0 * em / n}, n, settings=settings,
+                      notes="official CoQA F1 and exact match (leave-one-out over the human answers), greedy "
+                            f"decoding; {cut} of {n} prompts were cut from the left to fit the context")
 
 
 def run(model: Any, tokenizer: Any, *, examples: Sequence[CoQAExample] | None = None, path: str | Path | None = None,

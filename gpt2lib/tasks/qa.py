@@ -19,7 +19,7 @@ import math
 from typing import Any, Sequence
 
 from gpt2lib import datasets
-from gpt2lib.evaluate import TaskResult, check_vocab, generate_text, read_jsonl, score_continuations
+from gpt2lib.evaluate import TaskResult, check_vocab, generate_text, prompt_room, read_jsonl, score_continuations
 from gpt2lib.tasks.coqa import exact_match, stop_at_newline
 
 __all__ = ["SEED_PAIRS", "load_nq_open", "qa_prompt", "evaluate_qa", "run"]
@@ -55,7 +55,14 @@ def evaluate_qa(model: Any, tokenizer: Any, examples: Sequence[tuple[str, list[s
     if not examples:
         raise ValueError("no questions to evaluate")
     check_vocab(model, tokenizer)
-    prompts = [qa_prompt(q, seeds) for q, _ in examples]
+    room = prompt_room(model, max_new_tokens)
+    prompts, used = [], []
+    for q, _ in examples:  # the most seed pairs that fit beside the answer (a prompt is never cut)
+        k = next((k for k in range(len(seeds), -1, -1) if len(tokenizer.encode(qa_prompt(q, seeds[:k]))) <= room), None)
+        if k is None:
+            raise ValueError(f"the question {q!r} alone does not fit the context beside {max_new_tokens} new tokens")
+        prompts.append(qa_prompt(q, seeds[:k]))
+        used.append(k)
     answers = [generate_text(model, tokenizer, p, max_new_tokens, stop=stop_at_newline).strip()
                for p in tqdm(prompts, desc="nq", disable=not progress, leave=False)]
     correct = [any(exact_match(a, g) for g in gold) for a, (_, gold) in zip(answers, examples)]
@@ -72,7 +79,11 @@ def evaluate_qa(model: Any, tokenizer: Any, examples: Sequence[tuple[str, list[s
     top = sorted(range(len(answers)), key=lambda i: -confidence[i])[: math.ceil(0.01 * len(answers))]
     metrics = {"exact_match": 100.0 * sum(correct) / len(correct),
                "acc_top1pct": 100.0 * sum(correct[i] for i in top) / len(top)}
-    return TaskResult("nq", metrics, len(examples), notes=f"{len(seeds)} seed QA pairs, greedy answers")
+    lo, hi = min(used), max(used)
+    said = (f"{len(seeds)}" if lo == len(seeds) else f"{len(seeds)} asked, {lo if lo == hi else f'{lo}-{hi}'} used: "
+            f"the most that fit the {room + max_new_tokens}-token context beside {max_new_tokens} new tokens")
+    return TaskResult("nq", metrics, len(examples), notes=f"seed QA pairs: {said}; greedy answers",
+                      settings={"seed pairs": said, "max_new_tokens": max_new_tokens})
 
 
 def run(model: Any, tokenizer: Any, *, limit: int | None = None, path: str | None = None, **kw: Any) -> TaskResult:

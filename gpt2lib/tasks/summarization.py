@@ -11,7 +11,9 @@ each checked to be in the official 11,490-story test split (See et al. 2017: sto
 see :func:`load_cnndm_articles`. Their reference highlights are PTB-tokenized (``Friday .``,
 ``Locke 's``, ```` ` gold digger ' ````); :func:`detokenize_ptb` undoes that before scoring.
 FRANK stores *truncated* articles (the inputs its summarizers were given): at most ~1,000 words, 572 on
-average, and 91 of the 250 end mid-sentence, where full CNN/DM test stories are longer. Lead-3 does not
+average, and 84 of the 250 end mid-sentence (their last line, closing quotes and brackets stripped,
+does not end with ``.``, ``!`` or ``?``; 137 if a closing quote after the period counts as mid-sentence;
+``tests/test_summarization.py`` counts both), where full CNN/DM test stories are longer. Lead-3 does not
 notice; Random-3 draws from the kept part only and TL;DR sees only it, so those rows are not exactly the
 paper's quantity. Random-3 on 250 articles also depends on its seed: over seeds 0-9, R-1 27.7 +- 0.6
 (26.7-28.4) and R-AVG 20.1 +- 0.6 (seed 0, the default, gives 28.2 / 20.7).
