@@ -82,7 +82,7 @@ def run_chapters_off_path(name: str, tmp: Path) -> tuple[subprocess.CompletedPro
     notebooks = copy_claiming(tmp / "repo", numerics.kernel_path(env))
     cmd = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "-o",
            "console_output_style=classic", *[str(p.relative_to(tmp / "repo")) for p in notebooks]]
-    run = subprocess.run(cmd, cwd=tmp / "repo", env=env, capture_output=True, text=True, timeout=2400)
+    run = subprocess.run(cmd, cwd=tmp / "repo", env=env, capture_output=True, text=True, timeout=3600)
     (report.parent / f"{name}.env.json").write_text(json.dumps({"kernel_path": numerics.kernel_path(env),
                                                                   "variables": foreign}, indent=1))
     return run, report, env
