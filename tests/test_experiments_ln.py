@@ -46,7 +46,7 @@ def test_same_seed_gives_both_orders_the_same_weights():
 
 
 def test_plain_init_drops_the_residual_scaling_and_position_std_rescales_only_wpe():
-    """GPT-1: N(0, 0.02) for the residual projections; GPT-2: 0.02 / sqrt(2 * n_layer). position_std changes wpe only."""
+    """GPT-1: N(0, 0.02) for the residual projections; GPT-2: 0.02 / sqrt(2 * n_layer); position_std: wpe only."""
     config = GPT2Config(n_layer=8, n_head=2, n_embd=128, block_size=64, vocab_size=300)
     gpt2, gpt1 = E.build(config), E.build(config, plain_init=True)
     for block2, block1 in zip(gpt2.transformer.h, gpt1.transformer.h):
