@@ -46,6 +46,7 @@ from gpt2lib import checkpoint as ckpt
 from gpt2lib._io import atomic_write_text, fsync_dir, remove_stale_temporaries
 from gpt2lib.errors import ConfigError, GPT2LibError
 from gpt2lib.data import TokenLoader, TokenShards, load_tokenizer
+from gpt2lib.lock import locks_output
 from gpt2lib.hardware import (autocast_dtype, choose_precision, estimate_memory, flops_per_token,
                               max_micro_batch_size, peak_flops)
 from gpt2lib.model import GPT2, GPT2Config
@@ -404,6 +405,7 @@ class _StopRequests:
         self._previous.clear()
 
 
+@locks_output("train", lambda cfg, *a, **k: cfg.out_dir)  # one writer per out_dir (gpt2lib.lock)
 def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None = None) -> dict[str, Any]:
     """Train according to ``cfg``; returns a summary (final step, losses, tokens/s, paths, and the model).
 

@@ -456,13 +456,15 @@ def read_pages(paths: Sequence[str]) -> Iterator[Page]:
 
 def _claim_out(out: Path) -> None:
     """The output folder must be new or empty: nothing of the user's is overwritten or mixed in."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    from gpt2lib.lock import LOCK_FILE
+
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
         if not out.is_dir():
             what = "it is a file"
         elif (out / REPORT_FILE).exists():
             what = "it holds a previous webtext run"
         else:
-            names = sorted(p.name for p in out.iterdir())
+            names = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE)
             what = "it holds " + ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise ValueError(f"--out {out} is not empty ({what}); choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -489,13 +491,17 @@ def build_webtext(inputs: str | Path, out_dir: str | Path, *, engine=None, parti
         raise ValueError(f"--threshold: {e}") from None
     links, pages = find_inputs(inputs)
     out = Path(out_dir)
-    created = not out.exists()
-    _claim_out(out)
-    try:
-        return _build_webtext(links, pages, out, engine, partitions, karma, page_dedup, tokenizer, val_fraction, log)
-    except BaseException:  # an error or Ctrl-C: take back what this run wrote, so the same command can rerun
-        _remove_own_output(out, created)
-        raise
+    from gpt2lib.lock import output_lock
+
+    with output_lock(out, "webtext") as lock:  # one writer per folder
+        created = lock.created
+        _claim_out(out)
+        try:
+            return _build_webtext(links, pages, out, engine, partitions, karma, page_dedup, tokenizer, val_fraction,
+                                  log)
+        except BaseException:  # an error or Ctrl-C: take back what this run wrote, so the same command can rerun
+            _remove_own_output(out, created)
+            raise
 
 
 def _remove_own_output(out: Path, created: bool) -> None:
