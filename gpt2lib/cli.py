@@ -22,6 +22,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from gpt2lib.options import Int, OneLineParser, Real
+
 __all__ = ["main", "build_parser", "train_config_from_args", "UsageError"]
 
 
@@ -49,6 +51,8 @@ def _convert(name: str, raw: Any) -> Any:
     if name not in fields:
         raise UsageError(f"unknown option {name!r}; known: {', '.join(sorted(fields))}")
     base, nullable = _field_type(fields[name])
+    if isinstance(raw, bool) and base is not bool:  # JSON/TOML true is not the number 1
+        raise UsageError(f"invalid value {raw!r} for option {name!r} (expected {base.__name__}, not a bool)")
     if nullable and (raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", ""))):
         return None
     try:
@@ -114,13 +118,18 @@ def train_config_from_args(args: argparse.Namespace):
         key, raw = item.split("=", 1)
         values[key.strip().replace("-", "_")] = _convert(key.strip().replace("-", "_"), raw)
     from gpt2lib.errors import ConfigError
+    from gpt2lib.options import check_device, check_int, check_precision
 
     try:
-        return TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
+        cfg = TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
+        check_int("max_steps", cfg.max_steps, 1)  # the command line trains at least one step
+        check_device("device", cfg.device)
+        check_precision("precision", cfg.precision, cfg.device)
     except ConfigError as e:
         raise UsageError(_config_error(e)) from None
     except (TypeError, ValueError) as e:
         raise UsageError(str(e)) from None
+    return cfg
 
 
 def _config_error(e) -> str:
@@ -195,10 +204,19 @@ def _read_documents(args) -> list[str]:
         if name.endswith(".jsonl") or name in ("webtext-sample", "lambada-test"):
             docs += [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
         elif args.doc_sep:
-            docs += split_documents(text, args.doc_sep.encode().decode("unicode_escape"))
+            docs += split_documents(text, _unescape(args.doc_sep))
         else:
             docs.append(text)
     return docs
+
+
+def _unescape(sep: str) -> str:
+    """``--doc-sep``'s backslash escapes (``\\n``, ``\\t``, ``\\u00a7``) decoded; every other character kept as
+    it is (``unicode_escape`` alone would read the UTF-8 bytes of ``§`` as two Latin-1 characters)."""
+    try:
+        return sep.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--doc-sep: {sep!r} holds a bad escape sequence ({e.reason})") from None
 
 
 def _load_tokenizer(spec: str):
@@ -286,10 +304,27 @@ def _cmd_webtext(args) -> int:
     return 0
 
 
+def _check_resume_steps(cfg) -> None:
+    """``--resume`` with a ``--max-steps`` the run has already reached would train nothing."""
+    from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
+
+    if not cfg.resume:
+        return
+    try:
+        state = json.loads((latest_checkpoint(cfg.out_dir) / "state.json").read_text(encoding="utf-8"))
+        step = state["step"]
+    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
+        return  # train() reports a missing or damaged checkpoint itself
+    if isinstance(step, int) and step >= cfg.max_steps:
+        raise UsageError(f"--max-steps {cfg.max_steps}: the run in {cfg.out_dir} is already at step {step}, so "
+                         f"--resume would train nothing; give a --max-steps above {step}")
+
+
 def _cmd_train(args) -> int:
     from gpt2lib.train import TrainingInterrupted, train
 
     cfg = train_config_from_args(args)
+    _check_resume_steps(cfg)
     try:
         res = train(cfg)
     except TrainingInterrupted as e:
@@ -321,7 +356,7 @@ def _cmd_sample(args) -> int:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line; ``argv`` only decides which preset's defaults `train --help` shows."""
-    parser = argparse.ArgumentParser(prog="gpt2lib", description="GPT-2 (Radford et al. 2019): data, training, "
+    parser = OneLineParser(prog="gpt2lib", description="GPT-2 (Radford et al. 2019): data, training, "
                                                                  "sampling.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -329,17 +364,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_inputs(p)
     p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved BytePairTokenizer file")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--shard-size", type=int, default=100_000_000, help="tokens per shard")
-    p.add_argument("--workers", type=int, default=1, help="tokenizer processes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=Real("--val-fraction", 0, 1, hi_open=True), default=0.1)
+    p.add_argument("--shard-size", type=Int("--shard-size", 1), default=100_000_000, help="tokens per shard")
+    p.add_argument("--workers", type=Int("--workers", 1), default=1, help="tokenizer processes")
+    p.add_argument("--seed", type=Int("--seed", 0, 2**32 - 1), default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder that holds no dataset (its files are left untouched)")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE (GPT-2 §2.2)")
     _add_inputs(p)
-    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--vocab-size", type=Int("--vocab-size", 257), required=True,
+                   help="256 byte tokens + <|endoftext|> + merges")
     p.add_argument("--out", required=True, help="output file (JSON)")
     p.add_argument("--name", default="bpe")
     p.set_defaults(func=_cmd_train_tokenizer)
@@ -350,13 +386,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                  "HTML pages (.html, .htm), or one such file")
     p.add_argument("--out", required=True, help="a new or empty output folder")
     p.add_argument("--engine", choices=["serial", "process", "dask"], default="serial")
-    p.add_argument("--workers", type=int, default=2, help="worker processes of a local process pool or Dask cluster")
+    p.add_argument("--workers", type=Int("--workers", 1), default=2,
+                   help="worker processes of a local process pool or Dask cluster")
     p.add_argument("--address", default=None, help="a running Dask scheduler (tcp://host:8786); default "
                                                    "$GPT2LIB_ENGINE_ADDRESS, else a local cluster")
-    p.add_argument("--partitions", type=int, default=None, help="partitions of the pages (default 2 per worker)")
-    p.add_argument("--karma", type=int, default=3)
-    p.add_argument("--threshold", type=float, default=0.5, help="near-duplicate Jaccard threshold")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--partitions", type=Int("--partitions", 1, none=True), default=None,
+                   help="partitions of the pages (default 2 per worker)")
+    p.add_argument("--karma", type=Int("--karma", 0), default=3)
+    p.add_argument("--threshold", type=Real("--threshold", 0, 1, lo_open=True, hi_open=True), default=0.5,
+                   help="near-duplicate Jaccard threshold, in (0, 1)")
+    p.add_argument("--val-fraction", type=Real("--val-fraction", 0, 1, hi_open=True), default=0.1)
     p.set_defaults(func=_cmd_webtext)
 
     _add_train(sub, _preset_in(argv))
@@ -366,12 +405,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                                   "Hugging Face folder, zoo:<name> or a hub id")
     p.add_argument("--tokenizer", help="'gpt2' or a BytePairTokenizer file (default: the run's data tokenizer)")
     p.add_argument("--prompt", default="\n")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=Int("--max-new-tokens", 1), default=200)
+    p.add_argument("--num-samples", type=Int("--num-samples", 1), default=1)
+    p.add_argument("--temperature", type=Real("--temperature", 0), default=1.0, help="0 = greedy")
+    p.add_argument("--top-k", type=Int("--top-k", 1, none=True), default=None)
+    p.add_argument("--top-p", type=Real("--top-p", 0, 1, lo_open=True), default=None)
+    p.add_argument("--seed", type=Int("--seed", 0, 2**63 - 1), default=0)
     p.set_defaults(func=_cmd_sample)
 
     from gpt2lib import tasks  # the `eval` command (GPT-2 §3); tasks imports evaluate, not the reverse

@@ -42,6 +42,7 @@ reduce (candidate pairs per key) -> verify -> connected components -> filter per
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -434,12 +435,28 @@ HTML_SUFFIXES = (".html", ".htm")
 REPORT_FILE = "webtext-report.json"
 
 
+def _walk(root: Path) -> Iterator[Path]:
+    """Every file under ``root``, following links to folders (``rglob`` skips them) but never a loop."""
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in names:
+            p = Path(folder) / name
+            if p.is_file():
+                yield p
+
+
 def find_inputs(path: str | Path) -> tuple[list[Path], list[Path]]:
     """(link files, HTML files) under ``path`` (a folder, searched recursively, or one file), sorted."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist")
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(_walk(path)) if path.is_dir() else [path]
     links = [p for p in files if p.name.lower().endswith(LINK_SUFFIXES)]
     pages = [p for p in files if p.name.lower().endswith(HTML_SUFFIXES)]
     if not links and not pages:

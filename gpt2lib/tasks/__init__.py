@@ -32,6 +32,7 @@ from typing import Any, Callable
 import torch
 
 from gpt2lib.evaluate import TaskResult, load_model, results_table
+from gpt2lib.options import Int, check_device, check_eval, checked_task
 from gpt2lib.tasks import cbt, coqa, lambada, lm, qa, summarization, translation, winograd
 
 __all__ = ["TASKS", "TABLE3_TASKS", "LIMIT_UNITS", "task_names", "get_task", "add_cli"]
@@ -54,6 +55,7 @@ TASKS: dict[str, Callable[..., TaskResult]] = {
     "translation-fr-en": translation.run_fr_en,
     "nq": qa.run,
 }
+TASKS = {name: checked_task(fn) for name, fn in TASKS.items()}  # shared arguments checked alike (gpt2lib.options)
 
 # Table 3's columns, in the paper's order.
 TABLE3_TASKS = ["lambada", "cbt-cn", "cbt-ne", "wikitext2", "ptb", "enwik8", "text8", "wikitext103", "1bw"]
@@ -93,11 +95,11 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--task", required=True, choices=task_names() + ["all"], metavar="TASK",
                    help=f"one of: {', '.join(task_names())}, or 'all' (Table 3's columns)")
     p.add_argument("--model", default="gpt2", help="gpt2 | gpt2-medium | ... (hub, online) | a folder | zoo:<name>")
-    p.add_argument("--limit", type=int, default=None, help=f"evaluate only the first N units; per task: {limits}")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--context", type=int, default=None,
+    p.add_argument("--limit", type=Int("--limit", 1, none=True), default=None, help=f"evaluate only the first N units; per task: {limits}")
+    p.add_argument("--batch-size", type=Int("--batch-size", 1), default=8)
+    p.add_argument("--context", type=Int("--context", 2, none=True), default=None,
                    help="language modelling: window length L in tokens (default: the model's block_size)")
-    p.add_argument("--stride", type=int, default=None,
+    p.add_argument("--stride", type=Int("--stride", 1, none=True), default=None,
                    help="language modelling: a new window every STRIDE tokens (default L/2; L = disjoint windows)")
     p.add_argument("--convention", choices=["gpt2lib", "lm-eval"], default="gpt2lib",
                    help="gpt2lib: the definitions of gpt2lib.tasks (paper-style, one document per file); lm-eval: "
@@ -105,7 +107,7 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: fp32 on CPU, bf16 on GPUs that have it, fp16 on older GPUs")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=Int("--seed", 0, 2**63 - 1), default=0)
     p.set_defaults(func=_run_cli)
 
 
@@ -126,6 +128,9 @@ def _run_cli(args: Any) -> int:
     names = TABLE3_TASKS if args.task == "all" else [args.task]
     for n in names:
         get_task(n)  # KeyError with the available names
+    check_device("device", args.device)  # every option, for every task, before the model loads
+    check_eval(limit=args.limit, batch_size=args.batch_size, max_length=args.context, stride=args.stride,
+               precision=args.precision, device=args.device, names={"max_length": "context"})
     model = load_model(args.model, args.device)
     tokenizer = get_gpt2_tokenizer()
     results, skipped = [], []
