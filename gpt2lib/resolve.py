@@ -67,6 +67,23 @@ def source_kind(spec: str) -> str:
     return "hub"
 
 
+def _run_tokenizer(state: dict, ckpt: Path, vocab_size: int):
+    """The tokenizer a checkpoint recorded; for checkpoints from before the record, the data folder's, taken
+    relative to the current directory only if that is how the run named it, and only if its size fits."""
+    from gpt2lib.data import load_tokenizer
+    from gpt2lib.runtok import RunTokenizerError, tokenizer_from_record
+
+    if state["config"].get("tokenizer") is not None:
+        return tokenizer_from_record(state["config"]["tokenizer"], str(ckpt))
+    data_dir = state["config"]["train_full"]["data_dir"]
+    tok = load_tokenizer(data_dir)
+    if tok.n_vocab > vocab_size or (not Path(data_dir).is_absolute() and tok.n_vocab != vocab_size
+                                    and tok.n_vocab < vocab_size - 64):
+        raise RunTokenizerError(f"{ckpt} records no tokenizer, and {data_dir}'s ({tok.n_vocab} tokens) does not "
+                                f"fit the model's {vocab_size}; pass --tokenizer")
+    return tok
+
+
 def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> ResolvedModel:
     """Load the model ``spec`` names (see the module docstring) onto ``device``, in eval mode.
 
@@ -74,7 +91,6 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> Reso
     GPT-2's for a Hugging Face folder or hub id.
     """
     from gpt2lib.checkpoint import latest_checkpoint, load_checkpoint
-    from gpt2lib.data import load_tokenizer
     from gpt2lib.model import GPT2, GPT2Config
 
     kind = source_kind(spec)
@@ -94,9 +110,13 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> Reso
         load_checkpoint(ckpt, model=model, restore_rng=False)
         path = ckpt
         if tokenizer is None:
-            tok = load_tokenizer(state["config"]["train_full"]["data_dir"])
+            tok = _run_tokenizer(state, ckpt, model.config.vocab_size)
     elif kind == "huggingface":
         model = GPT2.from_pretrained(spec)
+        if tokenizer is None:
+            from gpt2lib.runtok import huggingface_tokenizer
+
+            tok = huggingface_tokenizer(Path(spec), model.config.vocab_size)
     else:
         if _offline():
             raise ModelSourceError(f"--model {spec}: not a local folder, and the Hugging Face hub is offline "

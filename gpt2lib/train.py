@@ -47,6 +47,7 @@ from gpt2lib._io import atomic_write_text, fsync_dir, remove_stale_temporaries
 from gpt2lib.errors import ConfigError, GPT2LibError
 from gpt2lib.data import TokenLoader, TokenShards, load_tokenizer
 from gpt2lib.lock import locks_output
+from gpt2lib.runtok import tokenizer_record
 from gpt2lib.hardware import (autocast_dtype, choose_precision, estimate_memory, flops_per_token,
                               max_micro_batch_size, peak_flops)
 from gpt2lib.model import GPT2, GPT2Config
@@ -500,10 +501,13 @@ def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None
         except (FileNotFoundError, KeyError):
             tokenizer = None
 
+    run_tokenizer = tokenizer_record(cfg.data_dir) if master else None  # a copy: sample works from anywhere
+
     def save(step: int, last_loss: float | None) -> Path | None:
         if master:
             return ckpt.save_checkpoint(out, model=raw_model, step=step, optimizer=optimizer, scaler=scaler,
-                                 config={**expected, "train_full": cfg.to_dict()}, loader_state=loader.state_dict(),
+                                 config={**expected, "train_full": cfg.to_dict(), "tokenizer": run_tokenizer},
+                                 loader_state=loader.state_dict(),
                                  extra={"loss": last_loss}, keep=cfg.keep_checkpoints)
         return None
 

@@ -123,16 +123,16 @@ def _task_kwargs(name: str, args: Any) -> dict[str, Any]:
 
 
 def _run_cli(args: Any) -> int:
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
-
     names = TABLE3_TASKS if args.task == "all" else [args.task]
     for n in names:
         get_task(n)  # KeyError with the available names
     check_device("device", args.device)  # every option, for every task, before the model loads
     check_eval(limit=args.limit, batch_size=args.batch_size, max_length=args.context, stride=args.stride,
                precision=args.precision, device=args.device, names={"max_length": "context"})
-    model = load_model(args.model, args.device)
-    tokenizer = get_gpt2_tokenizer()
+    from gpt2lib.resolve import resolve_model
+
+    resolved = resolve_model(args.model, args.device)  # the model's own tokenizer (a run records it)
+    model, tokenizer = resolved.model, resolved.tokenizer
     results, skipped = [], []
     for name in names:
         torch.manual_seed(args.seed)
