@@ -24,11 +24,15 @@ from typing import Any
 
 from gpt2lib.options import Int, OneLineParser, Real
 
-__all__ = ["main", "build_parser", "train_config_from_args", "UsageError"]
+__all__ = ["main", "build_parser", "train_config_from_args", "UsageError", "InputError", "is_user_error"]
 
 
 class UsageError(ValueError):
     """A bad command line: reported as ``error: ...`` with exit status 2."""
+
+
+class InputError(ValueError):
+    """A bad input file (reported in one line, exit status 1)."""
 
 
 def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
@@ -202,11 +206,28 @@ def _read_documents(args) -> list[str]:
     docs: list[str] = []
     for name, text in texts:
         if name.endswith(".jsonl") or name in ("webtext-sample", "lambada-test"):
-            docs += [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
+            docs += _jsonl_texts(name, text)
         elif args.doc_sep:
             docs += split_documents(text, _unescape(args.doc_sep))
         else:
             docs.append(text)
+    return docs
+
+
+def _jsonl_texts(name: str, text: str) -> list[str]:
+    """The ``"text"`` of every line of a .jsonl file; a line that is no such object is a one-line error."""
+    docs = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{name}, line {lineno}: not JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise InputError(f"{name}, line {lineno}: expected an object with a \"text\" string, got "
+                             f"{type(obj).__name__} {line.strip()[:40]!r}")
+        docs.append(obj["text"])
     return docs
 
 
@@ -428,33 +449,110 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def main(argv: list[str] | None = None) -> int:
+# Exceptions that are always the user's data, files or setup, whatever raised them: one line, exit status 1.
+def _user_error_types() -> tuple[type, ...]:
+    import gzip
+    import zlib
+
     from safetensors import SafetensorError
 
-    from gpt2lib.errors import ConfigError, GPT2LibError
+    from gpt2lib.errors import GPT2LibError
+
+    return (GPT2LibError, InputError, SafetensorError, OSError, UnicodeError, EOFError, json.JSONDecodeError,
+            gzip.BadGzipFile, zlib.error, FloatingPointError)
+
+
+_NEVER_USER = (AssertionError, NotImplementedError, RecursionError, MemoryError, SyntaxError, NameError,
+               AttributeError, ImportError)
+
+
+def _raised_on_purpose(e: BaseException) -> bool:
+    """True if the innermost frame that raised ``e`` is a ``raise`` statement in gpt2lib (a checked error with a
+    message, such as ``raise ValueError(f"... names the problem")``), not an implicit error (a KeyError of a
+    dict lookup, a TypeError inside torch): those are bugs, and keep their traceback."""
+    import linecache
+
+    tb = e.__traceback__
+    if tb is None or isinstance(e, _NEVER_USER):
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    package = str(Path(__file__).resolve().parent)
+    if not str(Path(filename).resolve()).startswith(package):
+        return False
+    return linecache.getline(filename, tb.tb_lineno).strip().startswith("raise ")
+
+
+def is_user_error(e: BaseException) -> bool:
+    """Whether the command line reports ``e`` in one line (see :func:`main`) rather than as a bug."""
+    from gpt2lib.errors import MissingPackageError
+
+    if isinstance(e, MissingPackageError):
+        return True
+    return (isinstance(e, _user_error_types()) and not isinstance(e, _NEVER_USER)) or _raised_on_purpose(e)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every command's clean-up runs (``train`` has its own handler)."""
+
+    signum = 15
+
+
+def _terminate_like_ctrl_c():
+    """While a command runs, SIGTERM raises :class:`_Terminated` in this process (not in forked workers, which
+    keep the default: they just end). Returns the previous handler."""
+    import signal
+
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:  # a forked worker process
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command. A bad command line exits 2; an error the user can fix (gpt2lib's own errors, bad files and
+    data, I/O, decoding, a missing optional package, an engine without workers) is one line and exit 1; Ctrl-C
+    and SIGTERM exit 128 + N after the command's clean-up. Any other exception is a bug: its traceback shows."""
+    import signal
+
+    from gpt2lib.errors import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    previous = _terminate_like_ctrl_c()
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
-        parser.exit(2, f"gpt2lib {args.command}: error: {e}\n")
+        parser.exit(2, f"gpt2lib {args.command}: error: {' '.join(str(e).split())}\n")
     except ConfigError as e:  # a setting checked after parsing, e.g. by TrainConfig.validate
-        parser.exit(2, f"gpt2lib {args.command}: error: {_config_error(e)}\n")
-    except KeyboardInterrupt as e:  # Ctrl-C outside training, or a second one during it
+        parser.exit(2, f"gpt2lib {args.command}: error: {' '.join(_config_error(e).split())}\n")
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM outside training, or a second one during it
         if os.environ.get("GPT2LIB_DEBUG"):
             raise
         signum = getattr(e, "signum", 2)
         parser.exit(128 + signum, f"gpt2lib {args.command}: aborted by {signal_name(signum)}; files already "
                                   f"saved are intact\n")
-    except (GPT2LibError, SafetensorError, FloatingPointError, OSError, ValueError, KeyError, RuntimeError) as e:
-        if os.environ.get("GPT2LIB_DEBUG"):  # bad data, files, models: say it in one line, no traceback
-            raise
+    except Exception as e:
+        if os.environ.get("GPT2LIB_DEBUG") or not is_user_error(e):
+            raise  # a bug: the traceback is what a report needs
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         message = " ".join(str(message).split())  # one line, even for messages that list several problems
         parser.exit(1, f"gpt2lib {args.command}: error: {message} (GPT2LIB_DEBUG=1 shows the traceback)\n")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -647,4 +647,4 @@ def load_model(spec: str, device: str = "cpu") -> torch.nn.Module:
     or a hub id (online only); see :func:`gpt2lib.resolve.resolve_model`."""
     from gpt2lib.resolve import resolve_model
 
-    return resolve_model(spec, device).model
+    return resolve_model(spec, device, tokenizer_required=False).model

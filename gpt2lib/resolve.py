@@ -67,6 +67,32 @@ def source_kind(spec: str) -> str:
     return "hub"
 
 
+def _read_state(ckpt: Path) -> dict:
+    """A checkpoint's state.json, checked for the fields a model is built from (a damaged or hand-edited one is
+    a one-line CheckpointError naming the file and the field)."""
+    from gpt2lib.checkpoint import CheckpointError
+
+    path = ckpt / "state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is damaged ({e})") from None
+    problems = []
+    if not isinstance(state, dict):
+        problems.append(f"it holds a JSON {type(state).__name__}, not an object")
+    else:
+        config = state.get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+            problems.append(f"'config' must be an object with a 'model' object, got {str(config)[:40]!r}")
+        elif not isinstance(config.get("train_full", {}), dict):
+            problems.append("'config.train_full' must be an object")
+        if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
+            problems.append(f"'step' must be an integer, got {state.get('step')!r}")
+    if problems:
+        raise CheckpointError(f"{path} is damaged or hand-edited: {'; '.join(problems)}")
+    return state
+
+
 def _run_tokenizer(state: dict, ckpt: Path, vocab_size: int):
     """The tokenizer a checkpoint recorded; for checkpoints from before the record, the data folder's, taken
     relative to the current directory only if that is how the run named it, and only if its size fits."""
@@ -84,11 +110,13 @@ def _run_tokenizer(state: dict, ckpt: Path, vocab_size: int):
     return tok
 
 
-def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> ResolvedModel:
+def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None, *,
+                  tokenizer_required: bool = True) -> ResolvedModel:
     """Load the model ``spec`` names (see the module docstring) onto ``device``, in eval mode.
 
     ``tokenizer`` (a loaded tokenizer) overrides the source's own: a run's data tokenizer, a zoo model's tokenizer,
-    GPT-2's for a Hugging Face folder or hub id.
+    GPT-2's for a Hugging Face folder or hub id (one without tokenizer files only if its vocabulary is GPT-2's:
+    else :class:`gpt2lib.runtok.RunTokenizerError`, or ``tokenizer=None`` when ``tokenizer_required`` is False).
     """
     from gpt2lib.checkpoint import latest_checkpoint, load_checkpoint
     from gpt2lib.model import GPT2, GPT2Config
@@ -105,7 +133,7 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> Reso
             raise ModelSourceError(f"--model {spec}: {e.args[0] if e.args else e}") from e
     elif kind in ("run", "checkpoint"):
         ckpt = latest_checkpoint(spec)
-        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        state = _read_state(ckpt)
         model = GPT2(GPT2Config.from_dict(state["config"]["model"]))
         load_checkpoint(ckpt, model=model, restore_rng=False)
         path = ckpt
@@ -114,9 +142,14 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> Reso
     elif kind == "huggingface":
         model = GPT2.from_pretrained(spec)
         if tokenizer is None:
-            from gpt2lib.runtok import huggingface_tokenizer
+            from gpt2lib.runtok import RunTokenizerError, huggingface_tokenizer
 
-            tok = huggingface_tokenizer(Path(spec), model.config.vocab_size)
+            try:
+                tok = huggingface_tokenizer(Path(spec), model.config.vocab_size)
+            except RunTokenizerError:
+                if tokenizer_required:
+                    raise
+                tok = None
     else:
         if _offline():
             raise ModelSourceError(f"--model {spec}: not a local folder, and the Hugging Face hub is offline "
@@ -128,7 +161,7 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> Reso
                                    f"expected {ACCEPTED}") from e
     if tokenizer is not None:
         tok = tokenizer
-    elif tok is None:
+    elif tok is None and kind in ("zoo", "hub"):
         from gpt2lib.tokenizer import get_gpt2_tokenizer
 
         tok = get_gpt2_tokenizer()

@@ -564,8 +564,10 @@ def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None
             if not math.isfinite(step_loss):
                 bar.close()
                 raise NonFiniteLossError(
-                    f"loss is {step_loss} at step {step + 1}; stopped before its optimizer step. The last checkpoint "
-                    f"in {out} is intact: lower the learning rate or check the data, then resume."
+                    f"loss is {step_loss} at step {step + 1}; stopped before its optimizer step. " + (
+                        f"The last checkpoint in {out} is intact: lower the learning rate or check the data, then "
+                        f"resume." if (out / ckpt.POINTER).is_file() else "No checkpoint was saved before it: lower "
+                        "the learning rate or check the data, then start again.")
                 )
             scaler.unscale_(optimizer)
             params = [p for p in raw_model.parameters()]
