@@ -477,11 +477,19 @@ def _raised_on_purpose(e: BaseException) -> bool:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename
+    filename, lineno = tb.tb_frame.f_code.co_filename, tb.tb_lineno
     package = str(Path(__file__).resolve().parent)
+    remote = e.__cause__
+    if type(remote).__name__ == "_RemoteTraceback" and "concurrent" in filename:  # raised in a worker process
+        import re
+
+        frames = re.findall(r'File "([^"]+)", line (\d+)', str(remote))
+        if not frames:
+            return False
+        filename, lineno = frames[-1][0], int(frames[-1][1])
     if not str(Path(filename).resolve()).startswith(package):
         return False
-    return linecache.getline(filename, tb.tb_lineno).strip().startswith("raise ")
+    return linecache.getline(filename, lineno).strip().startswith("raise ")
 
 
 def is_user_error(e: BaseException) -> bool:

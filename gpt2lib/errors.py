@@ -22,6 +22,9 @@ class ConfigError(GPT2LibError, ValueError):
         self.option = option
         self.detail = message
 
+    def __reduce__(self):  # picklable, so that it crosses process pools and Dask workers intact
+        return type(self), (self.option, self.detail)
+
 
 class MissingPackageError(GPT2LibError, ImportError):
     """An optional package a feature needs is not installed; the message gives the pip command."""

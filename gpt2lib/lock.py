@@ -44,7 +44,10 @@ class FolderLockedError(GPT2LibError, RuntimeError):
                f"{owner.get('host', '?')}, since {owner.get('started', '?')})") if owner else "another process"
         super().__init__(f"{folder} is in use by {who}; {command} waits for no one: let that run finish, "
                          f"stop it, or choose another folder")
-        self.folder, self.owner = folder, owner
+        self.folder, self.command, self.owner = folder, command, owner
+
+    def __reduce__(self):
+        return type(self), (self.folder, self.command, self.owner)
 
 
 @dataclass

@@ -71,12 +71,17 @@ def read_lines(path: str | Path) -> Iterator[bytes]:
     """Raw lines of a (gzip) NDJSON file, as bytes, so that decoding errors become pipeline drops."""
     import gzip
 
+    import zlib
+
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                yield line
+    try:
+        with opener(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    yield line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path}: a truncated or damaged gzip file ({e})") from None
 
 
 def parse_link(line: bytes | str) -> Link | Drop:

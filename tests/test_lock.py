@@ -242,3 +242,11 @@ def test_two_webtexts_into_one_folder_the_second_fails_and_the_first_output_is_w
     report = json.loads((out / "webtext-report.json").read_text())
     assert report["shards"]["train"]["documents"] == 6
     assert not (out / LOCK_FILE).exists()
+
+
+def test_the_error_survives_pickling_across_processes(tmp_path):
+    import pickle
+
+    e = FolderLockedError(tmp_path, "train", {"pid": 7, "host": "h", "command": "prepare", "started": "t"})
+    back = pickle.loads(pickle.dumps(e))
+    assert str(back) == str(e) and back.owner["pid"] == 7
