@@ -325,6 +325,16 @@ def _cmd_webtext(args) -> int:
     return 0
 
 
+def _train_lock(cfg):
+    import contextlib
+
+    from gpt2lib.lock import output_lock
+
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # only rank 0 writes
+        return contextlib.nullcontext()
+    return output_lock(cfg.out_dir, "train")
+
+
 def _check_resume_steps(cfg) -> None:
     """``--resume`` with a ``--max-steps`` the run has already reached would train nothing."""
     from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
@@ -345,9 +355,10 @@ def _cmd_train(args) -> int:
     from gpt2lib.train import TrainingInterrupted, train
 
     cfg = train_config_from_args(args)
-    _check_resume_steps(cfg)
     try:
-        res = train(cfg)
+        with _train_lock(cfg):  # before the resume check reads the folder; train() takes it again (re-entrant)
+            _check_resume_steps(cfg)
+            res = train(cfg)
     except TrainingInterrupted as e:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"gpt2lib train: {signal_name(e.signum)}: stopped after step {e.step}, saved in {e.out_dir}; "
