@@ -34,7 +34,7 @@ def _digest(doc: Any) -> str:
 
 def tokenizer_record(data_dir: str | os.PathLike) -> dict[str, Any] | None:
     """What a checkpoint records of the tokenizer of the ``prepare`` folder ``data_dir`` (None if unknown)."""
-    from gpt2lib.data import META_FILE, TOKENIZER_FILE, read_meta
+    from gpt2lib.data import TOKENIZER_FILE, read_meta
 
     data_dir = Path(data_dir)
     try:
@@ -47,7 +47,7 @@ def tokenizer_record(data_dir: str | os.PathLike) -> dict[str, Any] | None:
         return {"kind": "bpe", "sha256": _digest(doc), "source": str(path.resolve()), "json": doc}
     if meta.get("tokenizer") == "gpt2" and "tokenizer_file" not in meta:
         return {"kind": "gpt2"}
-    return None if (data_dir / META_FILE).is_file() else None
+    return None  # a tokenizer gpt2lib cannot record: sample and eval then need --tokenizer
 
 
 def tokenizer_from_record(record: Any, where: str):

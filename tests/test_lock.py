@@ -110,16 +110,16 @@ def data(tmp_path_factory):
 
 def _train_argv(data: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--data-dir", str(data), "--out-dir", str(out), "--model", "gpt2-tiny", "--block-size", "32",
-            "--micro-batch-size", "4", "--tokens-per-step", "128", "--warmup-steps", "2", "--lr-decay-steps", "50", "--eval-interval", "0",
-            "--eval-batches", "0", "--sample-tokens", "0", "--save-interval", "5", "--log-interval", "1",
+            "--micro-batch-size", "4", "--tokens-per-step", "128", "--warmup-steps", "2", "--lr-decay-steps", "50",
+            "--eval-interval", "0", "--eval-batches", "0", "--sample-tokens", "0", "--save-interval", "5", "--log-interval", "1",
             "--no-progress", "--device", "cpu", *extra]
 
 
 def test_two_trains_into_one_folder_the_second_fails_and_the_first_is_intact(data, tmp_path):
     out = tmp_path / "run"
     assert _cli(_train_argv(data, out, "--max-steps", "5")).returncode == 0  # a finished run to resume
-    first = subprocess.Popen([sys.executable, "-m", "gpt2lib", *_train_argv(data, out, "--max-steps", "100000",
-                                                                            "--resume")],
+    argv = _train_argv(data, out, "--max-steps", "100000", "--resume")
+    first = subprocess.Popen([sys.executable, "-m", "gpt2lib", *argv],
                              env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait(lambda: (out / "log.jsonl").read_text().count("\n") >= 7, first)
