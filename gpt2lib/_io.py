@@ -18,10 +18,18 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
+__all__ = ["normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
            "remove_stale_temporaries"]
 
 _TEMP = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def normal_mode(path: str | os.PathLike) -> None:
+    """Give a file the mode an ordinary ``open()`` would (0666 less the umask): safetensors writes 0600, which
+    another account (a shared model folder, a web server) cannot read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def fsync_file(path: str | os.PathLike) -> None:

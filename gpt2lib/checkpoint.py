@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from gpt2lib._io import atomic_write_text, fsync_dir, fsync_file, pid_alive, remove_stale_temporaries
+from gpt2lib._io import (atomic_write_text, fsync_dir, fsync_file, normal_mode, pid_alive,
+                         remove_stale_temporaries)
 from gpt2lib.errors import GPT2LibError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "CheckpointError", "unwrap_model",
@@ -190,6 +191,7 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         save_file(model_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        normal_mode(tmp / "model.safetensors")
         fsync_file(tmp / "model.safetensors")
         rng_tensors, rng_js = _rng_state()
         tensors = dict(rng_tensors)
@@ -200,6 +202,7 @@ def save_checkpoint(
             tensors.update(opt_tensors)
         state["scaler"] = scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
         save_file(tensors, str(tmp / "optimizer.safetensors"))
+        normal_mode(tmp / "optimizer.safetensors")
         fsync_file(tmp / "optimizer.safetensors")
         _write_json(tmp / "state.json", state)  # written last: its presence marks a complete folder
         fsync_dir(tmp)
@@ -252,7 +255,8 @@ def load_checkpoint(
         diff = _config_diff({k: state["config"].get(k, "<missing>") for k in expected_config}, expected_config)
         if diff:
             raise CheckpointError(f"checkpoint {ckpt} was saved with a different config:\n  " + "\n  ".join(diff))
-    tensors = _read_tensors(ckpt / "optimizer.safetensors")
+    # optimizer.safetensors holds the optimizer and RNG states: only resuming needs it (sample does not)
+    tensors = _read_tensors(ckpt / "optimizer.safetensors") if optimizer is not None or restore_rng else {}
     if model is not None:
         weights = _read_tensors(ckpt / "model.safetensors")
         target = unwrap_model(model)

@@ -22,11 +22,17 @@ import typing
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser", "train_config_from_args", "UsageError"]
+from gpt2lib.options import Int, OneLineParser, Real
+
+__all__ = ["main", "build_parser", "train_config_from_args", "UsageError", "InputError", "is_user_error"]
 
 
 class UsageError(ValueError):
     """A bad command line: reported as ``error: ...`` with exit status 2."""
+
+
+class InputError(ValueError):
+    """A bad input file (reported in one line, exit status 1)."""
 
 
 def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
@@ -49,6 +55,8 @@ def _convert(name: str, raw: Any) -> Any:
     if name not in fields:
         raise UsageError(f"unknown option {name!r}; known: {', '.join(sorted(fields))}")
     base, nullable = _field_type(fields[name])
+    if isinstance(raw, bool) and base is not bool:  # JSON/TOML true is not the number 1
+        raise UsageError(f"invalid value {raw!r} for option {name!r} (expected {base.__name__}, not a bool)")
     if nullable and (raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", ""))):
         return None
     try:
@@ -114,13 +122,18 @@ def train_config_from_args(args: argparse.Namespace):
         key, raw = item.split("=", 1)
         values[key.strip().replace("-", "_")] = _convert(key.strip().replace("-", "_"), raw)
     from gpt2lib.errors import ConfigError
+    from gpt2lib.options import check_device, check_int, check_precision
 
     try:
-        return TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
+        cfg = TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
+        check_int("max_steps", cfg.max_steps, 1)  # the command line trains at least one step
+        check_device("device", cfg.device)
+        check_precision("precision", cfg.precision, cfg.device)
     except ConfigError as e:
         raise UsageError(_config_error(e)) from None
     except (TypeError, ValueError) as e:
         raise UsageError(str(e)) from None
+    return cfg
 
 
 def _config_error(e) -> str:
@@ -193,12 +206,38 @@ def _read_documents(args) -> list[str]:
     docs: list[str] = []
     for name, text in texts:
         if name.endswith(".jsonl") or name in ("webtext-sample", "lambada-test"):
-            docs += [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
+            docs += _jsonl_texts(name, text)
         elif args.doc_sep:
-            docs += split_documents(text, args.doc_sep.encode().decode("unicode_escape"))
+            docs += split_documents(text, _unescape(args.doc_sep))
         else:
             docs.append(text)
     return docs
+
+
+def _jsonl_texts(name: str, text: str) -> list[str]:
+    """The ``"text"`` of every line of a .jsonl file; a line that is no such object is a one-line error."""
+    docs = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{name}, line {lineno}: not JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise InputError(f"{name}, line {lineno}: expected an object with a \"text\" string, got "
+                             f"{type(obj).__name__} {line.strip()[:40]!r}")
+        docs.append(obj["text"])
+    return docs
+
+
+def _unescape(sep: str) -> str:
+    """``--doc-sep``'s backslash escapes (``\\n``, ``\\t``, ``\\u00a7``) decoded; every other character kept as
+    it is (``unicode_escape`` alone would read the UTF-8 bytes of ``§`` as two Latin-1 characters)."""
+    try:
+        return sep.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--doc-sep: {sep!r} holds a bad escape sequence ({e.reason})") from None
 
 
 def _load_tokenizer(spec: str):
@@ -286,12 +325,40 @@ def _cmd_webtext(args) -> int:
     return 0
 
 
+def _train_lock(cfg):
+    import contextlib
+
+    from gpt2lib.lock import output_lock
+
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # only rank 0 writes
+        return contextlib.nullcontext()
+    return output_lock(cfg.out_dir, "train")
+
+
+def _check_resume_steps(cfg) -> None:
+    """``--resume`` with a ``--max-steps`` the run has already reached would train nothing."""
+    from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
+
+    if not cfg.resume:
+        return
+    try:
+        state = json.loads((latest_checkpoint(cfg.out_dir) / "state.json").read_text(encoding="utf-8"))
+        step = state["step"]
+    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
+        return  # train() reports a missing or damaged checkpoint itself
+    if isinstance(step, int) and step >= cfg.max_steps:
+        raise UsageError(f"--max-steps {cfg.max_steps}: the run in {cfg.out_dir} is already at step {step}, so "
+                         f"--resume would train nothing; give a --max-steps above {step}")
+
+
 def _cmd_train(args) -> int:
     from gpt2lib.train import TrainingInterrupted, train
 
     cfg = train_config_from_args(args)
     try:
-        res = train(cfg)
+        with _train_lock(cfg):  # before the resume check reads the folder; train() takes it again (re-entrant)
+            _check_resume_steps(cfg)
+            res = train(cfg)
     except TrainingInterrupted as e:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"gpt2lib train: {signal_name(e.signum)}: stopped after step {e.step}, saved in {e.out_dir}; "
@@ -321,7 +388,7 @@ def _cmd_sample(args) -> int:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line; ``argv`` only decides which preset's defaults `train --help` shows."""
-    parser = argparse.ArgumentParser(prog="gpt2lib", description="GPT-2 (Radford et al. 2019): data, training, "
+    parser = OneLineParser(prog="gpt2lib", description="GPT-2 (Radford et al. 2019): data, training, "
                                                                  "sampling.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -329,17 +396,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_inputs(p)
     p.add_argument("--tokenizer", default="gpt2", help="'gpt2' or a saved BytePairTokenizer file")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--shard-size", type=int, default=100_000_000, help="tokens per shard")
-    p.add_argument("--workers", type=int, default=1, help="tokenizer processes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=Real("--val-fraction", 0, 1, hi_open=True), default=0.1)
+    p.add_argument("--shard-size", type=Int("--shard-size", 1), default=100_000_000, help="tokens per shard")
+    p.add_argument("--workers", type=Int("--workers", 1), default=1, help="tokenizer processes")
+    p.add_argument("--seed", type=Int("--seed", 0, 2**32 - 1), default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder that holds no dataset (its files are left untouched)")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train-tokenizer", help="train a byte-level BPE (GPT-2 §2.2)")
     _add_inputs(p)
-    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--vocab-size", type=Int("--vocab-size", 257), required=True,
+                   help="256 byte tokens + <|endoftext|> + merges")
     p.add_argument("--out", required=True, help="output file (JSON)")
     p.add_argument("--name", default="bpe")
     p.set_defaults(func=_cmd_train_tokenizer)
@@ -350,13 +418,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                  "HTML pages (.html, .htm), or one such file")
     p.add_argument("--out", required=True, help="a new or empty output folder")
     p.add_argument("--engine", choices=["serial", "process", "dask"], default="serial")
-    p.add_argument("--workers", type=int, default=2, help="worker processes of a local process pool or Dask cluster")
+    p.add_argument("--workers", type=Int("--workers", 1), default=2,
+                   help="worker processes of a local process pool or Dask cluster")
     p.add_argument("--address", default=None, help="a running Dask scheduler (tcp://host:8786); default "
                                                    "$GPT2LIB_ENGINE_ADDRESS, else a local cluster")
-    p.add_argument("--partitions", type=int, default=None, help="partitions of the pages (default 2 per worker)")
-    p.add_argument("--karma", type=int, default=3)
-    p.add_argument("--threshold", type=float, default=0.5, help="near-duplicate Jaccard threshold")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--partitions", type=Int("--partitions", 1, none=True), default=None,
+                   help="partitions of the pages (default 2 per worker)")
+    p.add_argument("--karma", type=Int("--karma", 0), default=3)
+    p.add_argument("--threshold", type=Real("--threshold", 0, 1, lo_open=True, hi_open=True), default=0.5,
+                   help="near-duplicate Jaccard threshold, in (0, 1)")
+    p.add_argument("--val-fraction", type=Real("--val-fraction", 0, 1, hi_open=True), default=0.1)
     p.set_defaults(func=_cmd_webtext)
 
     _add_train(sub, _preset_in(argv))
@@ -366,12 +437,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                                   "Hugging Face folder, zoo:<name> or a hub id")
     p.add_argument("--tokenizer", help="'gpt2' or a BytePairTokenizer file (default: the run's data tokenizer)")
     p.add_argument("--prompt", default="\n")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=Int("--max-new-tokens", 1), default=200)
+    p.add_argument("--num-samples", type=Int("--num-samples", 1), default=1)
+    p.add_argument("--temperature", type=Real("--temperature", 0), default=1.0, help="0 = greedy")
+    p.add_argument("--top-k", type=Int("--top-k", 1, none=True), default=None)
+    p.add_argument("--top-p", type=Real("--top-p", 0, 1, lo_open=True), default=None)
+    p.add_argument("--seed", type=Int("--seed", 0, 2**63 - 1), default=0)
     p.set_defaults(func=_cmd_sample)
 
     from gpt2lib import tasks  # the `eval` command (GPT-2 §3); tasks imports evaluate, not the reverse
@@ -389,33 +460,118 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def main(argv: list[str] | None = None) -> int:
+# Exceptions that are always the user's data, files or setup, whatever raised them: one line, exit status 1.
+def _user_error_types() -> tuple[type, ...]:
+    import gzip
+    import zlib
+
     from safetensors import SafetensorError
 
-    from gpt2lib.errors import ConfigError, GPT2LibError
+    from gpt2lib.errors import GPT2LibError
+
+    return (GPT2LibError, InputError, SafetensorError, OSError, UnicodeError, EOFError, json.JSONDecodeError,
+            gzip.BadGzipFile, zlib.error, FloatingPointError)
+
+
+_NEVER_USER = (AssertionError, NotImplementedError, RecursionError, MemoryError, SyntaxError, NameError,
+               AttributeError, ImportError)
+
+
+def _raised_on_purpose(e: BaseException) -> bool:
+    """True if the innermost frame that raised ``e`` is a ``raise`` statement in gpt2lib (a checked error with a
+    message, such as ``raise ValueError(f"... names the problem")``), not an implicit error (a KeyError of a
+    dict lookup, a TypeError inside torch): those are bugs, and keep their traceback."""
+    import linecache
+
+    tb = e.__traceback__
+    if tb is None or isinstance(e, _NEVER_USER):
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename, lineno = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+    package = str(Path(__file__).resolve().parent)
+    remote = e.__cause__
+    if type(remote).__name__ == "_RemoteTraceback" and "concurrent" in filename:  # raised in a worker process
+        import re
+
+        frames = re.findall(r'File "([^"]+)", line (\d+)', str(remote))
+        if not frames:
+            return False
+        filename, lineno = frames[-1][0], int(frames[-1][1])
+    if not str(Path(filename).resolve()).startswith(package):
+        return False
+    return linecache.getline(filename, lineno).strip().startswith("raise ")
+
+
+def is_user_error(e: BaseException) -> bool:
+    """Whether the command line reports ``e`` in one line (see :func:`main`) rather than as a bug."""
+    from gpt2lib.errors import MissingPackageError
+
+    if isinstance(e, MissingPackageError):
+        return True
+    return (isinstance(e, _user_error_types()) and not isinstance(e, _NEVER_USER)) or _raised_on_purpose(e)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every command's clean-up runs (``train`` has its own handler)."""
+
+    signum = 15
+
+
+def _terminate_like_ctrl_c():
+    """While a command runs, SIGTERM raises :class:`_Terminated` in this process (not in forked workers, which
+    keep the default: they just end). Returns the previous handler."""
+    import signal
+
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:  # a forked worker process
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command. A bad command line exits 2; an error the user can fix (gpt2lib's own errors, bad files and
+    data, I/O, decoding, a missing optional package, an engine without workers) is one line and exit 1; Ctrl-C
+    and SIGTERM exit 128 + N after the command's clean-up. Any other exception is a bug: its traceback shows."""
+    import signal
+
+    from gpt2lib.errors import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    previous = _terminate_like_ctrl_c()
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
-        parser.exit(2, f"gpt2lib {args.command}: error: {e}\n")
+        parser.exit(2, f"gpt2lib {args.command}: error: {' '.join(str(e).split())}\n")
     except ConfigError as e:  # a setting checked after parsing, e.g. by TrainConfig.validate
-        parser.exit(2, f"gpt2lib {args.command}: error: {_config_error(e)}\n")
-    except KeyboardInterrupt as e:  # Ctrl-C outside training, or a second one during it
+        parser.exit(2, f"gpt2lib {args.command}: error: {' '.join(_config_error(e).split())}\n")
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM outside training, or a second one during it
         if os.environ.get("GPT2LIB_DEBUG"):
             raise
         signum = getattr(e, "signum", 2)
         parser.exit(128 + signum, f"gpt2lib {args.command}: aborted by {signal_name(signum)}; files already "
                                   f"saved are intact\n")
-    except (GPT2LibError, SafetensorError, FloatingPointError, OSError, ValueError, KeyError, RuntimeError) as e:
-        if os.environ.get("GPT2LIB_DEBUG"):  # bad data, files, models: say it in one line, no traceback
-            raise
+    except Exception as e:
+        if os.environ.get("GPT2LIB_DEBUG") or not is_user_error(e):
+            raise  # a bug: the traceback is what a report needs
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         message = " ".join(str(message).split())  # one line, even for messages that list several problems
         parser.exit(1, f"gpt2lib {args.command}: error: {message} (GPT2LIB_DEBUG=1 shows the traceback)\n")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gpt2lib._io import atomic_write_bytes
+from gpt2lib.lock import LOCK_FILE, locks_output
 
 __all__ = ["prepare", "TokenShards", "TokenLoader", "split_documents", "dtype_for_vocab", "load_tokenizer",
            "read_meta", "check_shard_ids", "META_FILE"]
@@ -152,6 +153,7 @@ def _tokenizer_meta(tokenizer) -> dict[str, Any]:
             "eot": int(tokenizer.eot), "probe": [int(t) for t in tokenizer.encode(_PROBE)]}
 
 
+@locks_output("prepare", "out_dir")  # one writer per folder (gpt2lib.lock)
 def prepare(
     documents: Sequence[str | os.PathLike] | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -274,7 +276,7 @@ def _claim_folder(out: Path, overwrite: bool) -> dict[str, Any] | None:
         except ValueError as e:
             raise ValueError(f"{e}. prepare does not overwrite a {META_FILE} it cannot read as its own; "
                              f"choose another folder or remove the file yourself") from None
-    foreign = sorted(p.name for p in out.iterdir() if not _is_own_subfolder(p))
+    foreign = sorted(p.name for p in out.iterdir() if not _is_own_subfolder(p) and p.name != LOCK_FILE)
     if foreign and not overwrite:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise FileExistsError(

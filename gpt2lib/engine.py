@@ -40,15 +40,23 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, Sequence
 
+from gpt2lib.errors import GPT2LibError, MissingPackageError
 from gpt2lib.pipeline import (GroupStage, Stage, StageReport, apply_stages, candidate_pairs, components_drops,
                               stable_bucket)
 
-__all__ = ["SerialEngine", "ProcessEngine", "DaskEngine", "get_engine", "run_engine", "EngineRun",
+__all__ = ["EngineError", "SerialEngine", "ProcessEngine", "DaskEngine", "get_engine", "run_engine", "EngineRun",
            "split_evenly", "prepare_on_engine", "count_pretokens_on_engine", "train_bpe_on_engine", "ENGINES",
            "ADDRESS_ENV"]
 
 ENGINES = ("serial", "process", "dask")
 ADDRESS_ENV = "GPT2LIB_ENGINE_ADDRESS"
+CONNECT_TIMEOUT = 30  # seconds to reach a Dask scheduler
+WORKER_TIMEOUT = 60  # seconds a Dask scheduler may take to have a first worker
+WORKER_TIMEOUT_ENV = "GPT2LIB_ENGINE_WORKER_TIMEOUT"
+
+
+class EngineError(GPT2LibError, RuntimeError):
+    """An engine that cannot run the work: no scheduler, no workers, a missing package, workers that died."""
 
 # ------------------------------------------------------------------------------ engines
 # An engine maps a function over lists of "handles" (values here, futures on Dask) elementwise.
@@ -139,14 +147,28 @@ class DaskEngine(SerialEngine):
 
     name = "dask"
 
-    def __init__(self, workers: int = 2, address: str | None = None, retries: int = 2):
+    def __init__(self, workers: int = 2, address: str | None = None, retries: int = 2,
+                 worker_timeout: float | None = None):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise ImportError('engine "dask" needs Dask distributed: pip install "gpt2lib[scale]"') from None
+            raise MissingPackageError('engine "dask" needs Dask distributed, which is not installed: '
+                              'pip install "gpt2lib[scale]"') from None
         self.retries, self._cluster = retries, None
         if address:
-            self.client = Client(address, timeout=30)
+            wait = worker_timeout if worker_timeout is not None else float(os.environ.get(WORKER_TIMEOUT_ENV,
+                                                                                          WORKER_TIMEOUT))
+            try:
+                self.client = Client(address, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as e:
+                raise EngineError(f"could not reach the Dask scheduler at {address} within {CONNECT_TIMEOUT} s "
+                                  f"({type(e).__name__}); is it running?") from None
+            try:  # a scheduler with no workers would take the tasks and wait forever
+                self.client.wait_for_workers(1, timeout=wait)
+            except (OSError, TimeoutError):
+                self.client.close()
+                raise EngineError(f"the Dask scheduler at {address} has no workers (waited {wait:g} s, "
+                                  f"${WORKER_TIMEOUT_ENV}); start some with: dask worker {address}") from None
             self.workers = len(self.client.scheduler_info()["workers"])
         else:
             if workers < 1:
@@ -169,7 +191,13 @@ class DaskEngine(SerialEngine):
         return self.map(list, list(values))
 
     def gather(self, handles: list) -> list:
-        return self.client.gather(list(handles))
+        from distributed import KilledWorker
+
+        try:
+            return self.client.gather(list(handles))
+        except KilledWorker as e:
+            raise EngineError(f"Dask gave up on a task after its workers died {self.retries + 1} time(s) ({e}); "
+                              f"check the workers' memory and logs") from None
 
     def lengths(self, handles: list) -> list[int]:
         return self.gather(self.map(len, handles))

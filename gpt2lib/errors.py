@@ -7,7 +7,7 @@ exit status instead of a traceback. Subclasses also derive from the matching bui
 """
 from __future__ import annotations
 
-__all__ = ["GPT2LibError", "ConfigError"]
+__all__ = ["GPT2LibError", "ConfigError", "MissingPackageError"]
 
 
 class GPT2LibError(Exception):
@@ -21,3 +21,10 @@ class ConfigError(GPT2LibError, ValueError):
         super().__init__(f"{option}: {message}")
         self.option = option
         self.detail = message
+
+    def __reduce__(self):  # picklable, so that it crosses process pools and Dask workers intact
+        return type(self), (self.option, self.detail)
+
+
+class MissingPackageError(GPT2LibError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the pip command."""

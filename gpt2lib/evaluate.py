@@ -350,6 +350,9 @@ def token_nlls(
     ``context_len=1`` and ``make_disjoint_window``: disjoint windows, the final partial one with
     full context).
     """
+    from gpt2lib.options import check_int
+
+    check_int("batch_size", batch_size, 1)  # an unchecked -1 left the result unfilled (ppl 1)
     L = max_length or _block_size(model)
     if L > _block_size(model) or L < 2:
         raise ValueError(f"max_length={L} must be in [2, block_size={_block_size(model)}]")
@@ -676,4 +679,4 @@ def load_model(spec: str, device: str = "cpu") -> torch.nn.Module:
     or a hub id (online only); see :func:`gpt2lib.resolve.resolve_model`."""
     from gpt2lib.resolve import resolve_model
 
-    return resolve_model(spec, device).model
+    return resolve_model(spec, device, tokenizer_required=False).model

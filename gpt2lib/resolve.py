@@ -47,14 +47,6 @@ class ResolvedModel:
     tokenizer_source: str = ""  # where the tokenizer came from, in words
 
 
-def run_tokenizer(state: dict) -> Any:
-    """The tokenizer a train run was made with: the one its data folder (``config.train_full.data_dir``)
-    names in its ``meta.json``. The one place that reads a run's tokenizer."""
-    from gpt2lib.data import load_tokenizer
-
-    return load_tokenizer(state["config"]["train_full"]["data_dir"])
-
-
 def _hf_bpe_files(folder: Path, tmp: Path) -> tuple[Path, Path] | None:
     """``(vocab.json, merges.txt)`` of a transformers tokenizer folder; a ``tokenizer.json`` of the
     ``tokenizers`` library (BPE model) is unpacked to that pair in ``tmp``. None when there is neither."""
@@ -134,11 +126,56 @@ def source_kind(spec: str) -> str:
     return "hub"
 
 
-def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> ResolvedModel:
+def _read_state(ckpt: Path) -> dict:
+    """A checkpoint's state.json, checked for the fields a model is built from (a damaged or hand-edited one is
+    a one-line CheckpointError naming the file and the field)."""
+    from gpt2lib.checkpoint import CheckpointError
+
+    path = ckpt / "state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is damaged ({e})") from None
+    problems = []
+    if not isinstance(state, dict):
+        problems.append(f"it holds a JSON {type(state).__name__}, not an object")
+    else:
+        config = state.get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+            problems.append(f"'config' must be an object with a 'model' object, got {str(config)[:40]!r}")
+        elif not isinstance(config.get("train_full", {}), dict):
+            problems.append("'config.train_full' must be an object")
+        if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
+            problems.append(f"'step' must be an integer, got {state.get('step')!r}")
+    if problems:
+        raise CheckpointError(f"{path} is damaged or hand-edited: {'; '.join(problems)}")
+    return state
+
+
+def _run_tokenizer(state: dict, ckpt: Path, vocab_size: int):
+    """The tokenizer a checkpoint recorded; for checkpoints from before the record, the data folder's, taken
+    relative to the current directory only if that is how the run named it, and only if its size fits."""
+    from gpt2lib.data import load_tokenizer
+    from gpt2lib.runtok import RunTokenizerError, tokenizer_from_record
+
+    if state["config"].get("tokenizer") is not None:
+        return tokenizer_from_record(state["config"]["tokenizer"], str(ckpt))
+    data_dir = state["config"]["train_full"]["data_dir"]
+    tok = load_tokenizer(data_dir)
+    if tok.n_vocab > vocab_size or (not Path(data_dir).is_absolute() and tok.n_vocab != vocab_size
+                                    and tok.n_vocab < vocab_size - 64):
+        raise RunTokenizerError(f"{ckpt} records no tokenizer, and {data_dir}'s ({tok.n_vocab} tokens) does not "
+                                f"fit the model's {vocab_size}; pass --tokenizer")
+    return tok
+
+
+def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None, *,
+                  tokenizer_required: bool = True) -> ResolvedModel:
     """Load the model ``spec`` names (see the module docstring) onto ``device``, in eval mode.
 
     ``tokenizer`` (a loaded tokenizer) overrides the source's own: a run's data tokenizer, a zoo model's tokenizer,
-    GPT-2's for a Hugging Face folder or hub id.
+    GPT-2's for a Hugging Face folder or hub id (one without tokenizer files only if its vocabulary is GPT-2's:
+    else :class:`gpt2lib.runtok.RunTokenizerError`, or ``tokenizer=None`` when ``tokenizer_required`` is False).
     """
     from gpt2lib.checkpoint import latest_checkpoint, load_checkpoint
     from gpt2lib.model import GPT2, GPT2Config
@@ -156,17 +193,30 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> Reso
         source = f"the zoo model's own ({spec})"
     elif kind in ("run", "checkpoint"):
         ckpt = latest_checkpoint(spec)
-        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        state = _read_state(ckpt)
         model = GPT2(GPT2Config.from_dict(state["config"]["model"]))
         load_checkpoint(ckpt, model=model, restore_rng=False)
         path = ckpt
         if tokenizer is None:
-            tok = run_tokenizer(state)
-            source = f"the run's training data ({state['config']['train_full']['data_dir']})"
+            tok = _run_tokenizer(state, ckpt, model.config.vocab_size)
+            source = (f"the run's own (recorded in {ckpt})" if state["config"].get("tokenizer") is not None
+                      else f"the run's training data ({state['config']['train_full']['data_dir']})")
     elif kind == "huggingface":
         model = GPT2.from_pretrained(spec)
         if tokenizer is None:
-            tok, source = folder_tokenizer(spec)
+            from gpt2lib.runtok import GPT2_VOCAB_SIZES, RunTokenizerError
+
+            try:
+                tok, source = folder_tokenizer(spec)
+                if source.startswith("GPT-2's (assumed") and model.config.vocab_size not in GPT2_VOCAB_SIZES:
+                    raise RunTokenizerError(
+                        f"--model {spec}: the folder has no tokenizer files (vocab.json + merges.txt or "
+                        f"tokenizer.json) and its vocabulary of {model.config.vocab_size} tokens is not GPT-2's "
+                        f"({GPT2_VOCAB_SIZES[0]}); pass --tokenizer FILE (the BytePairTokenizer it was trained with)")
+            except RunTokenizerError:
+                if tokenizer_required:
+                    raise
+                tok, source = None, "none"
     else:
         if _offline():
             raise ModelSourceError(f"--model {spec}: not a local folder, and the Hugging Face hub is offline "
@@ -178,7 +228,7 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None) -> Reso
                                    f"expected {ACCEPTED}") from e
     if tokenizer is not None:
         tok, source = tokenizer, "given by the caller"
-    elif tok is None:
+    elif tok is None and kind in ("zoo", "hub"):
         from gpt2lib.tokenizer import get_gpt2_tokenizer
 
         tok, source = get_gpt2_tokenizer(), f"GPT-2's (the hub model {spec})"

@@ -37,6 +37,7 @@ from gpt2lib.errors import GPT2LibError
 from gpt2lib.hardware import autocast_dtype, choose_precision, flops_per_token, peak_flops
 from gpt2lib.model import GPT2, evaluating
 from gpt2lib.recipe import evaluate_loss
+from gpt2lib.runtok import tokenizer_record
 
 if TYPE_CHECKING:
     from gpt2lib.train import TrainConfig
@@ -300,6 +301,7 @@ class Run:
         self.val_loss = self.val_bpb = self.tokens_per_s = self.mfu = None
         self.done, self.signum, self.saved = 0, 0, None
         self._tokenizer: Any = None
+        self._record: dict | None = None
         self._bar: Any = None
 
     def start(self) -> int:
@@ -421,8 +423,11 @@ class Run:
         """Checkpoint weights, optimizer, scaler, RNG and data cursor (rank 0); returns its folder."""
         if not self.master:
             return None
+        if self._record is None:  # a copy of the run's tokenizer: sample and eval work from any folder
+            self._record = tokenizer_record(self.cfg.data_dir)
         return ckpt.save_checkpoint(self.out, model=self.model, step=step, optimizer=self.optimizer,
-                                    scaler=self.scaler, config={**self.expected, "train_full": self.cfg.to_dict()},
+                                    scaler=self.scaler, config={**self.expected, "train_full": self.cfg.to_dict(),
+                                                                "tokenizer": self._record},
                                     loader_state=self.loader.state_dict(), extra={"loss": last_loss},
                                     keep=self.cfg.keep_checkpoints)
 

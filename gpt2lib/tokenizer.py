@@ -155,6 +155,8 @@ class GPT2Tokenizer:
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Ids to the exact bytes they stand for."""
         ids = ids if isinstance(ids, list) else list(ids)
+        if bool in set(map(type, ids)):  # True/False are ints to Python, not token ids
+            self._check_ids(ids)
         try:
             return self.encoding.decode_bytes(ids)
         except (KeyError, OverflowError, TypeError, ValueError):
@@ -167,7 +169,7 @@ class GPT2Tokenizer:
 
     def _check_ids(self, ids: list) -> None:
         for i in ids:
-            if not hasattr(i, "__index__"):
+            if not hasattr(i, "__index__") or isinstance(i, bool):
                 raise TypeError(f"token ids must be int, got {type(i).__name__} ({i!r})")
             if not 0 <= int(i) < self.n_vocab:
                 raise ValueError(f"token id {int(i)} is out of range for GPT-2's vocabulary of {self.n_vocab}")

@@ -40,6 +40,8 @@ import torch
 from gpt2lib.data import TokenLoader
 from gpt2lib.errors import ConfigError
 from gpt2lib.hardware import estimate_memory, max_micro_batch_size
+from gpt2lib import checkpoint as ckpt
+from gpt2lib.lock import locks_output
 from gpt2lib.model import GPT2, GPT2Config
 from gpt2lib.recipe import batch_loss, configure_optimizer, evaluate_loss, lr_at, optimizer_step
 # the run machinery; LOG, the exceptions, read_log and plot_losses keep their old home here too
@@ -190,6 +192,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+@locks_output("train", lambda cfg, *a, **k: cfg.out_dir)  # one writer per out_dir (gpt2lib.lock)
 def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None = None) -> dict[str, Any]:
     """Train according to ``cfg`` (GPT-2 §2.3; the recipe in :mod:`gpt2lib.recipe`); returns a summary (final
     step, losses, tokens/s, paths, and the model).
@@ -232,8 +235,10 @@ def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None
                                              amp=amp, scaler=scaler)
             if grad_norm is None:
                 raise NonFiniteLossError(
-                    f"loss is {loss} at step {step + 1}; stopped before its optimizer step. The last checkpoint "
-                    f"in {cfg.out_dir} is intact: lower the learning rate or check the data, then resume.")
+                    f"loss is {loss} at step {step + 1}; stopped before its optimizer step. " + (
+                        f"The last checkpoint in {cfg.out_dir} is intact: lower the learning rate or check the data,"
+                        f" then resume." if (Path(cfg.out_dir) / ckpt.POINTER).is_file() else "No checkpoint was "
+                        "saved before it: lower the learning rate or check the data, then start again."))
             run.synchronize()
             run.step_done(step + 1, loss, lr, grad_norm, seconds=time.perf_counter() - t0)  # log, eval, sample
             timed_out = max_time is not None and time.perf_counter() - t_start > max_time

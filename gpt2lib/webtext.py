@@ -42,6 +42,7 @@ reduce (candidate pairs per key) -> verify -> connected components -> filter per
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -70,12 +71,17 @@ def read_lines(path: str | Path) -> Iterator[bytes]:
     """Raw lines of a (gzip) NDJSON file, as bytes, so that decoding errors become pipeline drops."""
     import gzip
 
+    import zlib
+
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                yield line
+    try:
+        with opener(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    yield line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path}: a truncated or damaged gzip file ({e})") from None
 
 
 def parse_link(line: bytes | str) -> Link | Drop:
@@ -434,12 +440,28 @@ HTML_SUFFIXES = (".html", ".htm")
 REPORT_FILE = "webtext-report.json"
 
 
+def _walk(root: Path) -> Iterator[Path]:
+    """Every file under ``root``, following links to folders (``rglob`` skips them) but never a loop."""
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in names:
+            p = Path(folder) / name
+            if p.is_file():
+                yield p
+
+
 def find_inputs(path: str | Path) -> tuple[list[Path], list[Path]]:
     """(link files, HTML files) under ``path`` (a folder, searched recursively, or one file), sorted."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist")
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(_walk(path)) if path.is_dir() else [path]
     links = [p for p in files if p.name.lower().endswith(LINK_SUFFIXES)]
     pages = [p for p in files if p.name.lower().endswith(HTML_SUFFIXES)]
     if not links and not pages:
@@ -456,13 +478,15 @@ def read_pages(paths: Sequence[str]) -> Iterator[Page]:
 
 def _claim_out(out: Path) -> None:
     """The output folder must be new or empty: nothing of the user's is overwritten or mixed in."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    from gpt2lib.lock import LOCK_FILE
+
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
         if not out.is_dir():
             what = "it is a file"
         elif (out / REPORT_FILE).exists():
             what = "it holds a previous webtext run"
         else:
-            names = sorted(p.name for p in out.iterdir())
+            names = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE)
             what = "it holds " + ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise ValueError(f"--out {out} is not empty ({what}); choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -489,13 +513,17 @@ def build_webtext(inputs: str | Path, out_dir: str | Path, *, engine=None, parti
         raise ValueError(f"--threshold: {e}") from None
     links, pages = find_inputs(inputs)
     out = Path(out_dir)
-    created = not out.exists()
-    _claim_out(out)
-    try:
-        return _build_webtext(links, pages, out, engine, partitions, karma, page_dedup, tokenizer, val_fraction, log)
-    except BaseException:  # an error or Ctrl-C: take back what this run wrote, so the same command can rerun
-        _remove_own_output(out, created)
-        raise
+    from gpt2lib.lock import output_lock
+
+    with output_lock(out, "webtext") as lock:  # one writer per folder
+        created = lock.created
+        _claim_out(out)
+        try:
+            return _build_webtext(links, pages, out, engine, partitions, karma, page_dedup, tokenizer, val_fraction,
+                                  log)
+        except BaseException:  # an error or Ctrl-C: take back what this run wrote, so the same command can rerun
+            _remove_own_output(out, created)
+            raise
 
 
 def _remove_own_output(out: Path, created: bool) -> None:

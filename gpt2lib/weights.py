@@ -367,4 +367,7 @@ def save_pretrained(model: GPT2, directory: str | os.PathLike) -> None:
 
     with atomic_path(directory / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
+        from gpt2lib._io import normal_mode
+
+        normal_mode(tmp)  # safetensors writes 0600
     atomic_write_text(directory / "config.json", json.dumps(config_to_hf(config), indent=2) + "\n")

@@ -305,7 +305,7 @@ def earlier_run(tmp_path, data):
     return run
 
 
-@pytest.mark.parametrize("extra", [[], ["--max-steps", "0"], ["--max-steps", "2", "--save-interval", "1"]])
+@pytest.mark.parametrize("extra", [[], ["--max-steps", "1"], ["--max-steps", "2", "--save-interval", "1"]])
 def test_an_existing_run_is_refused_without_resume_or_overwrite(earlier_run, data, extra, capsys):
     before = _snapshot(earlier_run)
     with pytest.raises(SystemExit) as e:
@@ -316,9 +316,16 @@ def test_an_existing_run_is_refused_without_resume_or_overwrite(earlier_run, dat
     assert _snapshot(earlier_run) == before
 
 
-def test_resume_with_max_steps_0_changes_nothing(earlier_run, data):
+@pytest.mark.parametrize("steps,message", [("0", "--max-steps: must be an integer >= 1, got 0"),
+                                           ("2", "is already at step 3, so --resume would train nothing")])
+def test_resume_with_max_steps_at_or_below_the_checkpoint_is_refused_and_changes_nothing(earlier_run, data, steps,
+                                                                                         message, capsys):
+    """It used to exit 0 printing "train loss nan" (issue 22): now one line, exit status 2, nothing touched."""
     before = _snapshot(earlier_run)
-    assert main(_argv(data, earlier_run, "--max-steps", "0", "--resume")) == 0
+    with pytest.raises(SystemExit) as e:
+        main(_argv(data, earlier_run, "--max-steps", steps, "--resume"))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(lines) == 1 and message in lines[0]
     assert _snapshot(earlier_run) == before
 
 

@@ -37,6 +37,7 @@ from typing import Any, Callable
 import torch
 
 from gpt2lib.evaluate import TaskResult, load_model, results_table  # noqa: F401 (load_model: public)
+from gpt2lib.options import Int, check_device, check_eval, checked_task
 from gpt2lib.tasks import cbt, coqa, lambada, lm, qa, summarization, translation, winograd
 
 __all__ = ["TASKS", "TABLE3_TASKS", "LIMIT_UNITS", "task_names", "get_task", "add_cli"]
@@ -59,6 +60,7 @@ TASKS: dict[str, Callable[..., TaskResult]] = {
     "translation-fr-en": translation.run_fr_en,
     "nq": qa.run,
 }
+TASKS = {name: checked_task(fn) for name, fn in TASKS.items()}  # shared arguments checked alike (gpt2lib.options)
 
 # Table 3's columns, in the paper's order.
 TABLE3_TASKS = ["lambada", "cbt-cn", "cbt-ne", "wikitext2", "ptb", "enwik8", "text8", "wikitext103", "1bw"]
@@ -99,19 +101,19 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--task", required=True, choices=task_names() + ["all"], metavar="TASK",
                    help=f"one of: {', '.join(task_names())}, or 'all' (Table 3's columns)")
     p.add_argument("--model", default="gpt2", help="gpt2 | gpt2-medium | ... (hub, online) | a folder | zoo:<name>")
-    p.add_argument("--limit", type=int, default=None, help=f"evaluate only the first N units; per task: {limits}")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--context", type=int, default=None,
+    p.add_argument("--limit", type=Int("--limit", 1, none=True), default=None, help=f"evaluate only the first N units; per task: {limits}")
+    p.add_argument("--batch-size", type=Int("--batch-size", 1), default=8)
+    p.add_argument("--context", type=Int("--context", 2, none=True), default=None,
                    help="language modelling: window length L in tokens (default: the model's block_size)")
-    p.add_argument("--stride", type=int, default=None,
+    p.add_argument("--stride", type=Int("--stride", 1, none=True), default=None,
                    help="language modelling: a new window every STRIDE tokens (default L/2; L = disjoint windows)")
     p.add_argument("--convention", choices=["gpt2lib", "lm-eval"], default="gpt2lib",
                    help="gpt2lib: the definitions of gpt2lib.tasks (paper-style, one document per file); lm-eval: "
                         "lm-evaluation-harness's wikitext (per page, rolling windows) and lambada_openai")
-    p.add_argument("--shots", type=int, default=5,
+    p.add_argument("--shots", type=Int("--shots", 0), default=5,
                    help="translation: demonstration pairs in the prompt (default 5); a sentence whose prompt would "
                         "not fit the context gets fewer, and the output says how many were used")
-    p.add_argument("--max-new-tokens", type=int, default=None,
+    p.add_argument("--max-new-tokens", type=Int("--max-new-tokens", 1, none=True), default=None,
                    help="generative tasks: tokens generated per answer (default: translation 128 at most half the "
                         "context, coqa 32, nq 24, summarization 100)")
     p.add_argument("--first", choices=["sentence", "line"], default="sentence",
@@ -122,7 +124,7 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: fp32 on CPU, bf16 on GPUs that have it, fp16 on older GPUs")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=Int("--seed", 0, 2**63 - 1), default=0)
     p.set_defaults(func=_run_cli)
 
 
@@ -150,7 +152,10 @@ def _run_cli(args: Any) -> int:
     names = TABLE3_TASKS if args.task == "all" else [args.task]
     for n in names:
         get_task(n)  # KeyError with the available names
-    resolved = resolve_model(args.model, args.device)
+    check_device("device", args.device)  # every option, for every task, before the model loads
+    check_eval(limit=args.limit, batch_size=args.batch_size, max_length=args.context, stride=args.stride,
+               precision=args.precision, device=args.device, names={"max_length": "context"})
+    resolved = resolve_model(args.model, args.device)  # the model's own tokenizer (a run records it)
     model, tokenizer = resolved.model, resolved.tokenizer
     check_vocab(model, tokenizer)
     tok_name = f"{getattr(tokenizer, 'name', type(tokenizer).__name__)} ({tokenizer.n_vocab:,} tokens)"
