@@ -10,9 +10,10 @@ each of which, in a fraction ``demo_rate`` of the documents, carries a demonstra
 
 ``translate``  A traveller's note that names a thing and, in passing, its name in Vellish, a toy language with
                rules (its own words, the noun before the adjective): ``a red fox, or "fosk miro" in Vellish``.
-``story``      A short story about three people going to three places, later followed by a question about it
+``story``      A short story about two people going to two places, later followed by a question about it
                and its answer: ``Where did Mira go? Mira went to the mill.``
-``count``      A sentence with a small sum in it: ``Kalo had 3 apples and Mira gave Kalo 4 more, so Kalo had 7.``
+``count``      A sentence with a small sum in it: ``Kalo had 3 apples and Mira gave Kalo 4 more, which made 7 apples
+               in all.``
 ``gist``       A paragraph about someone's day followed by ``In short:`` and its gist (``Kalo baked bread.``).
 
 The **control** world (``control=True``) is the same text with the demonstrations left out: the same documents,
@@ -35,8 +36,8 @@ TASKS = ("translate", "story", "count", "gist")
 
 _SYL = ["ka", "lo", "mi", "ra", "to", "ne", "su", "vi", "da", "ri", "po", "fe", "ba", "ju"]
 _VSYL = ["zu", "qe", "xo", "gy", "wa", "ho", "ek", "ul", "yn", "iz", "ob", "ax"]  # Vellish sounds
-NOUNS = ["fox", "boat", "house", "tree", "horse", "cup", "bird", "road", "stone", "lamp", "door", "fish"]
-ADJS = ["red", "old", "small", "big", "green", "dark", "white", "new"]
+NOUNS = ["fox", "boat", "house", "tree", "horse", "cup", "bird", "lamp"]
+ADJS = ["red", "old", "small", "big", "green", "white"]
 PLACES = ["mill", "river", "market", "church", "forest", "harbour", "school", "bakery", "bridge", "farm"]
 OBJECTS = ["apples", "coins", "books", "eggs", "shells", "pens"]
 # activity -> (gist, cue sentences that show it without naming it)
@@ -63,11 +64,11 @@ _FILLER = ["The weather was mild that week.", "It was a quiet day in the village
 @dataclass(frozen=True)
 class WorldConfig:
     """The knobs of the world (tuned so that a ladder of small models spans the interesting range)."""
-    n_docs: int = 6000
-    demo_rate: float = 0.5          # fraction of each kind's documents that carry the demonstration
+    n_docs: int = 10000
+    demo_rate: float = 1.0          # fraction of each kind's documents that carry the demonstration
     kinds: tuple[str, ...] = TASKS  # document kinds, drawn in equal proportion
     n_heldout_names: int = 24       # of the 14*14 two-syllable names, these never occur in the corpus
-    n_heldout_pairs: int = 16       # of the 8*12 adjective-noun pairs, these are never translated in it
+    n_heldout_pairs: int = 12       # of the 6*8 adjective-noun pairs, these are never translated in it
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -128,23 +129,23 @@ def _translate_doc(rng, name, vellish, pairs):
     thing = f"At the market there was {_a(adj)} {adj} {noun}"
     demo = rng.choice([f', or "{v}" in Vellish.', f', which in Vellish is called "{v}".',
                        f'. In Vellish, {_a(adj)} {adj} {noun} is called "{v}".'])
-    return [(intro, intro), (thing + demo, thing + "."), *_fillers(rng, 2)]
+    return [(intro, intro), (thing + demo, thing + "."), *_fillers(rng, 1)]
 
 
 def _story_doc(rng, names, places):
-    who = rng.sample(names, 3)
-    where = rng.sample(places, 3)
+    who = rng.sample(names, 2)
+    where = rng.sample(places, 2)
     story = [(s, s) for s in (f"{n} went to the {p}." for n, p in zip(who, where))]
-    i = rng.randrange(3)
+    i = rng.randrange(2)
     qa = f"Where did {who[i]} go? {who[i]} went to the {where[i]}."
     return [*story, *_fillers(rng, 1), (qa, "")]
 
 
 def _count_doc(rng, names):
     a, b = rng.sample(names, 2)
-    x, y, obj = rng.randint(2, 9), rng.randint(2, 9), rng.choice(OBJECTS)
+    x, y, obj = rng.randint(2, 6), rng.randint(2, 6), rng.choice(OBJECTS)
     head = f"{a} had {x} {obj} and {b} gave {a} {y} more"
-    return [*_fillers(rng, 1), (f"{head}, so {a} had {x + y} {obj}.", head + ".")]
+    return [*_fillers(rng, 1), (f"{head}, which made {x + y} {obj} in all.", head + ".")]
 
 
 def _gist_doc(rng, name):
@@ -227,20 +228,19 @@ def held_out(world: World, n_per_task: int = 50, seed: int = 1) -> list[Instance
         choices, label = _choices(rng, right + '"', [w + '"' for w in wrong])
         out.append(Instance("translate", f'In Vellish, {_a(adj)} {adj} {noun} is called "', right + '"', choices, label))
     for _ in range(n_per_task):
-        who, where = rng.sample(names, 3), rng.sample(PLACES, 4)
-        i = rng.randrange(3)
-        story = " ".join(f"{n} went to the {p}." for n, p in zip(who, where))
+        who, where = rng.sample(names, 2), rng.sample(PLACES, 4)
+        i = rng.randrange(2)
+        story = " ".join(f"{n} went to the {p}." for n, p in zip(who, where))  # where[2:]: two places not in it
         answer = f" {where[i]}."
         choices, label = _choices(rng, answer, [f" {p}." for p in where if p != where[i]])
         out.append(Instance("story", f"{story} Where did {who[i]} go? {who[i]} went to the", answer, choices, label))
     for _ in range(n_per_task):
         a, b = rng.sample(names, 2)
-        x, y, obj = rng.randint(2, 9), rng.randint(2, 9), rng.choice(OBJECTS)
+        x, y, obj = rng.randint(2, 6), rng.randint(2, 6), rng.choice(OBJECTS)
         s = x + y
-        wrong = [f" {v} {obj}." for v in (s - 2, s - 1, s + 1, s + 2) if v >= 0]
-        choices, label = _choices(rng, f" {s} {obj}.", wrong)
-        out.append(Instance("count", f"{a} had {x} {obj} and {b} gave {a} {y} more, so {a} had",
-                            f" {s} {obj}.", choices, label))
+        choices, label = _choices(rng, f" {s}", [f" {v}" for v in (s - 2, s - 1, s + 1, s + 2)])
+        out.append(Instance("count", f"{a} had {x} {obj} and {b} gave {a} {y} more, which made", f" {s}",
+                            choices, label))
     for _ in range(n_per_task):
         name, act = rng.choice(names), rng.choice(list(ACTIVITIES))
         cues = [c.format(n=name) for c in rng.sample(ACTIVITIES[act], 3)]

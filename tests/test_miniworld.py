@@ -42,7 +42,7 @@ def test_every_kind_of_document_and_demonstration_occurs(world):
     text = world.text
     assert re.search(r'"[a-z]+ [a-z]+" in Vellish\.', text)
     assert re.search(r"Where did [A-Z][a-z]+ go\? [A-Z][a-z]+ went to the [a-z]+\.", text)
-    assert re.search(r"so [A-Z][a-z]+ had \d+ [a-z]+\.", text)
+    assert re.search(r"more, which made \d+ [a-z]+ in all\.", text)
     assert re.search(r"In short: [A-Z][a-z]+ [a-z]+ [a-z ]+\.", text)
 
 
@@ -74,7 +74,7 @@ def test_held_out_instances_never_occur_in_the_corpus(which, world, control):
 def test_the_control_is_the_world_without_its_demonstrations(world, control):
     assert len(control.documents) == len(world.documents)
     text = control.text
-    for marker in ("Vellish.", '"', "Where did", "In short:", ", so "):
+    for marker in ("Vellish.", '"', "Where did", "In short:", "which made"):
         assert marker not in text, marker
     assert sum(c != w for c, w in zip(control.documents, world.documents)) > 0.4 * len(world.documents)
 
@@ -99,8 +99,8 @@ def test_held_out_instances_are_well_formed(world):
         assert len(i.choices) == 4 and len(set(i.choices)) == 4 and i.choices[i.label] == i.answer
     counts = [i for i in insts if i.task == "count"]
     for i in counts:  # the answer is the sum the prompt states, recomputed from its text
-        x, y = map(int, re.findall(r"had (\d+) \w+ and \w+ gave \w+ (\d+) more", i.prompt)[0])
-        assert int(i.answer.split()[0]) == x + y
+        x, y = map(int, re.findall(r"had (\d+) \w+ and \w+ gave \w+ (\d+) more, which made$", i.prompt)[0])
+        assert int(i.answer) == x + y
     for i in insts:
         if i.task == "story":  # the answer is where the story says the asked-about person went
             who = re.search(r"Where did (\w+) go\?", i.prompt).group(1)
