@@ -225,8 +225,10 @@ def held_out(world: World, n_per_task: int = 50, seed: int = 1) -> list[Instance
         wrong = [to_vellish(world.vellish, adj, n) for n in NOUNS if n != noun][:3] + \
                 [to_vellish(world.vellish, a, noun) for a in ADJS if a != adj][:3] + \
                 [f"{world.vellish[adj]} {world.vellish[noun]}"]  # the words in English order
-        choices, label = _choices(rng, right + '"', [w + '"' for w in wrong])
-        out.append(Instance("translate", f'In Vellish, {_a(adj)} {adj} {noun} is called "', right + '"', choices, label))
+        # no closing quote: in the corpus it is merged with what follows it ('".'), so it would be a token that
+        # never follows a Vellish word there
+        choices, label = _choices(rng, right, wrong)
+        out.append(Instance("translate", f'In Vellish, {_a(adj)} {adj} {noun} is called "', right, choices, label))
     for _ in range(n_per_task):
         who, where = rng.sample(names, 2), rng.sample(PLACES, 4)
         i = rng.randrange(2)
