@@ -109,14 +109,20 @@ def test_a_failed_training_names_the_model_and_leaves_no_folder(tmp_path, monkey
 
 def test_the_miniworld_ladder_shares_data_budget_and_settings_and_has_controls():
     """GPT-2's size ladder in miniature: >= 4 sizes on the same world, the same training settings and token budget,
-    one thread each; controls (the world without demonstrations) at the smallest and the largest size."""
+    one thread each, the learning rate alone tuned per size (as GPT-2's, §3); controls (the world without
+    demonstrations) at the smallest and the largest size."""
     from gpt2lib.model import GPT2, GPT2Config
 
     ladder = [zoo.RECIPES[f"miniworld-{s}"] for s in zoo.MINIWORLD_SIZES]
     assert len(ladder) >= 4
+
+    def settings(r):
+        return {k: v for k, v in r["train"].items() if k not in ("lr", "min_lr")}
+
     for r in ladder:
-        assert (r["world"], r["train"], r["tokenizer"], r["threads"], r["control"]) == \
-            (ladder[0]["world"], ladder[0]["train"], ladder[0]["tokenizer"], 1, False)
+        assert (r["world"], settings(r), r["tokenizer"], r["threads"], r["control"]) == \
+            (ladder[0]["world"], settings(ladder[0]), ladder[0]["tokenizer"], 1, False)
+        assert r["train"]["max_steps"] * r["train"]["tokens_per_step"] == 480 * 1024
     params = [GPT2(GPT2Config(vocab_size=r["tokenizer"]["bpe_vocab_size"], **r["model"])).num_parameters()
               for r in ladder]
     assert params == sorted(params) and params[-1] > 10 * params[0]
