@@ -37,7 +37,7 @@ from gpt2lib.datasets import cache_root, read_text
 from gpt2lib.model import GPT2, GPT2Config
 from gpt2lib.weights import load_state_dict
 
-__all__ = ["RECIPES", "load_pretrained_tiny", "recipe_key", "training_environment"]
+__all__ = ["RECIPES", "MINIWORLD_SIZES", "load_pretrained_tiny", "model_card", "recipe_key", "training_environment"]
 
 _MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=128)
 _TRAIN = dict(block_size=128, micro_batch_size=8, tokens_per_step=2048, warmup_steps=10, lr=3e-3, min_lr=3e-4,
@@ -55,9 +55,31 @@ RECIPES: dict[str, dict[str, Any]] = {
                          "train": {**_TRAIN, "max_steps": 120}, "threads": 2, "version": 3},
 }
 
+# The miniature world of gpt2lib.miniworld (the paper's thesis at toy scale): a ladder of sizes trained on the same
+# text with the same token budget, each on ONE thread, and a control trained on the world without demonstrations.
+MINIWORLD_SIZES: dict[str, dict[str, int]] = {
+    "xs": dict(n_layer=1, n_head=2, n_embd=32), "s": dict(n_layer=2, n_head=2, n_embd=64),
+    "m": dict(n_layer=3, n_head=4, n_embd=96), "l": dict(n_layer=4, n_head=4, n_embd=128)}
+# 480 steps of 1024 tokens (about 2.4 passes over the 10,000 documents' 200k tokens) at a high learning rate.
+_MINIWORLD = {"dataset": "miniworld", "world": {"n_docs": 10000, "demo_rate": 1.0, "seed": 0},
+              "tokenizer": {"bpe_vocab_size": 1024}, "threads": 1, "version": 1,
+              "train": {**_TRAIN, "micro_batch_size": 8, "tokens_per_step": 1024, "max_steps": 480, "lr": 1e-2,
+                        "min_lr": 1e-3}}
+# As in GPT-2 (§3: "The learning rate of each model was manually tuned"), the learning rate may differ by size:
+# at 1e-2 the largest size was still at a loss of 1.5 after 480 steps, where the others reach 0.8.
+_MINIWORLD_LR = {"l": {"lr": 3e-3, "min_lr": 3e-4}}
+for _size, _shape in MINIWORLD_SIZES.items():
+    for _control in (False, True):
+        if _control and _size not in ("xs", "l"):  # the control: the smallest and the largest size
+            continue
+        RECIPES[f"miniworld-{'control-' if _control else ''}{_size}"] = {
+            **_MINIWORLD, "control": _control, "model": {**_shape, "block_size": 128},
+            "train": {**_MINIWORLD["train"], **_MINIWORLD_LR.get(_size, {})}}
+
 
 # Roughly how long a first-use training takes on an idle 2-core machine (said before it starts).
-_EXPECTED_SECONDS = {"webtext-tiny": 60, "shakespeare-tiny": 45}
+_EXPECTED_SECONDS = {"webtext-tiny": 60, "shakespeare-tiny": 45, "miniworld-xs": 10, "miniworld-s": 20,
+                     "miniworld-m": 40, "miniworld-l": 75, "miniworld-control-xs": 10, "miniworld-control-l": 75}
 
 
 def training_environment(recipe: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -89,9 +111,17 @@ def _file_lock(path: Path):
         yield
 
 
+def _world(recipe: dict[str, Any], control: bool):
+    from gpt2lib.miniworld import WorldConfig, make_world
+
+    return make_world(WorldConfig(**recipe["world"]), control=control)
+
+
 def _documents(recipe: dict[str, Any]) -> list[str]:
     from gpt2lib.data import split_documents
 
+    if recipe["dataset"] == "miniworld":
+        return _world(recipe, recipe["control"]).documents
     text = read_text(recipe["dataset"])
     if recipe["dataset"].startswith("webtext"):
         return [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
@@ -105,6 +135,9 @@ def _tokenizer(recipe: dict[str, Any], docs: list[str]):
         return get_gpt2_tokenizer()
     from gpt2lib.bpe import BytePairTokenizer
 
+    if recipe["dataset"] == "miniworld":  # one tokenizer for the world and its control: learnt on the world
+        return BytePairTokenizer(name="miniworld-bpe").train(_world(recipe, False).text,
+                                                             recipe["tokenizer"]["bpe_vocab_size"])
     return BytePairTokenizer(name="shakespeare-bpe").train("\n\n".join(docs), recipe["tokenizer"]["bpe_vocab_size"])
 
 
@@ -126,12 +159,16 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
             model = GPT2(config)
             cfg = TrainConfig(data_dir=str(Path(tmp) / "data"), out_dir=str(Path(tmp) / "run"), device="cpu",
                               precision="fp32", progress=False, **recipe["train"])
+            start, cpu = time.perf_counter(), time.process_time()
             res = train(cfg, model=model)
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         save_file(model_state_dict(model), str(out / "model.safetensors"))
         (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "recipe": recipe,
-                                                     "val_loss": res["val_loss"], "val_bpb": res["val_bpb"]},
+                                                     "val_loss": res["val_loss"], "val_bpb": res["val_bpb"],
+                                                     "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
+                                                     "n_params": sum(p.numel() for p in model.parameters())},
                                                     indent=1))
         if hasattr(tok, "save"):
             tok.save(out / "tokenizer.json")
@@ -146,7 +183,7 @@ def _train_in_child(name: str, recipe: dict[str, Any], out: Path, progress: bool
     steps = int(recipe["train"]["max_steps"])
     if progress:
         print(f"gpt2lib.zoo: first use of {name!r}: training it once on CPU ({steps} steps, about "
-              f"{_EXPECTED_SECONDS.get(name, 60)} s on an idle 2-core machine); later calls load "
+              f"{_EXPECTED_SECONDS.get(name, 60)} s on {recipe['threads']} idle core(s)); later calls load "
               f"{out.parent}", file=sys.stderr, flush=True)
     log = out / "child.log"
     from tqdm.auto import tqdm
@@ -202,13 +239,8 @@ def _load(folder: Path):
     return model, tok
 
 
-def load_pretrained_tiny(name: str = "webtext-tiny", *, cache_dir: str | os.PathLike | None = None,
-                         progress: bool = True, **train_overrides: Any):
-    """``(model, tokenizer)`` of a small cached model; trains it (deterministically, on CPU) on first use.
-
-    ``train_overrides`` change the recipe's training settings (e.g. ``max_steps=2`` for tests); they are part
-    of the cache key. ``progress=False`` silences the first-use notice and progress bar.
-    """
+def _cached_folder(name: str, cache_dir, progress: bool, train_overrides: dict[str, Any]) -> Path:
+    """The folder of a cached model, trained first if it is not there yet."""
     if name not in RECIPES:
         raise KeyError(f"unknown tiny model {name!r}; known: {', '.join(RECIPES)}")
     recipe = json.loads(json.dumps(RECIPES[name]))
@@ -230,7 +262,28 @@ def load_pretrained_tiny(name: str = "webtext-tiny", *, cache_dir: str | os.Path
                             raise
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
-    return _load(folder)
+    return folder
+
+
+def load_pretrained_tiny(name: str = "webtext-tiny", *, cache_dir: str | os.PathLike | None = None,
+                         progress: bool = True, **train_overrides: Any):
+    """``(model, tokenizer)`` of a small cached model; trains it (deterministically, on CPU) on first use.
+
+    ``train_overrides`` change the recipe's training settings (e.g. ``max_steps=2`` for tests); they are part
+    of the cache key. ``progress=False`` silences the first-use notice and progress bar.
+    """
+    return _load(_cached_folder(name, cache_dir, progress, train_overrides))
+
+
+def model_card(name: str = "webtext-tiny", *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
+               **train_overrides: Any) -> dict[str, Any]:
+    """What the cache records about a model (trained first if needed): ``recipe``, ``model`` (its shape),
+    ``val_loss`` and ``val_bpb`` at the end of training, ``n_params``, and ``train_seconds`` (wall clock) and
+    ``train_cpu_seconds`` (CPU time of the training process) of the run that made it (None for older caches)."""
+    meta = json.loads((_cached_folder(name, cache_dir, progress, train_overrides) / "config.json").read_text())
+    meta.setdefault("train_seconds", None)
+    meta.setdefault("train_cpu_seconds", None)
+    return meta
 
 
 if __name__ == "__main__":  # the child process of _train_in_child: python -m gpt2lib.zoo RECIPE_JSON OUT

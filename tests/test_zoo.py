@@ -105,3 +105,42 @@ def test_a_failed_training_names_the_model_and_leaves_no_folder(tmp_path, monkey
     with pytest.raises(RuntimeError, match="(?s)webtext-tiny.*no-such-data"):
         load_pretrained_tiny("webtext-tiny", cache_dir=tmp_path, progress=False)
     assert [p for p in (tmp_path / "zoo").iterdir() if p.is_dir()] == []
+
+
+def test_the_miniworld_ladder_shares_data_budget_and_settings_and_has_controls():
+    """GPT-2's size ladder in miniature: >= 4 sizes on the same world, the same training settings and token budget,
+    one thread each, the learning rate alone tuned per size (as GPT-2's, §3); controls (the world without
+    demonstrations) at the smallest and the largest size."""
+    from gpt2lib.model import GPT2, GPT2Config
+
+    ladder = [zoo.RECIPES[f"miniworld-{s}"] for s in zoo.MINIWORLD_SIZES]
+    assert len(ladder) >= 4
+
+    def settings(r):
+        return {k: v for k, v in r["train"].items() if k not in ("lr", "min_lr")}
+
+    for r in ladder:
+        assert (r["world"], settings(r), r["tokenizer"], r["threads"], r["control"]) == \
+            (ladder[0]["world"], settings(ladder[0]), ladder[0]["tokenizer"], 1, False)
+        assert r["train"]["max_steps"] * r["train"]["tokens_per_step"] == 480 * 1024
+    params = [GPT2(GPT2Config(vocab_size=r["tokenizer"]["bpe_vocab_size"], **r["model"])).num_parameters()
+              for r in ladder]
+    assert params == sorted(params) and params[-1] > 10 * params[0]
+    sizes = list(zoo.MINIWORLD_SIZES)
+    for s in (sizes[0], sizes[-1]):
+        c, r = zoo.RECIPES[f"miniworld-control-{s}"], zoo.RECIPES[f"miniworld-{s}"]
+        assert c["control"] is True and {**c, "control": False} == r
+
+
+@pytest.mark.slow
+def test_a_miniworld_model_and_its_control_share_the_tokenizer_and_record_their_cost(tmp_path):
+    m, tok = load_pretrained_tiny("miniworld-xs", cache_dir=tmp_path, progress=False, max_steps=2)
+    c, tok_c = load_pretrained_tiny("miniworld-control-xs", cache_dir=tmp_path, progress=False, max_steps=2)
+    text = 'Kalo had 3 apples. In Vellish, a red fox is called "'
+    assert tok.encode(text) == tok_c.encode(text) and tok.merges == tok_c.merges
+    assert tok.n_vocab == m.config.vocab_size == 1024
+    card = zoo.model_card("miniworld-xs", cache_dir=tmp_path, progress=False, max_steps=2)
+    assert card["n_params"] == m.num_parameters() and card["recipe"]["train"]["max_steps"] == 2
+    assert card["train_seconds"] > 0 and card["train_cpu_seconds"] > 0
+    assert not any(torch.equal(a, b) for a, b in zip(m.state_dict().values(), c.state_dict().values())
+                   if a.dim() == 2)  # trained on other text
