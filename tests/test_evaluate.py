@@ -669,13 +669,21 @@ def test_eval_scores_each_model_with_its_own_tokenizer(tmp_path, capsys, data_mi
         assert _table_value(out, "wikitext2", "ppl") == pytest.approx(ref, rel=1e-3)
 
     # a mismatch in either direction is an error naming both sizes and the tokenizer
-    (folders["custom"][0] / "tokenizer.json").unlink()  # now GPT-2's tokenizer is assumed: model smaller
+    (folders["custom"][0] / "tokenizer.json").unlink()  # no tokenizer files, and not GPT-2's vocabulary
+    with pytest.raises(SystemExit):
+        main(["eval", "--task", "wikitext2", "--model", str(folders["custom"][0]), "--limit", "1"])
+    err = capsys.readouterr().err
+    assert f"vocabulary of {bpe.n_vocab} tokens is not GPT-2's (50257)" in err
+    for name in ("vocab.json", "merges.txt"):  # GPT-2's tokenizer files beside a 320-token model: smaller
+        shutil.copy(folders["gpt2"][0] / name, folders["custom"][0] / name)
     with pytest.raises(SystemExit):
         main(["eval", "--task", "wikitext2", "--model", str(folders["custom"][0]), "--limit", "1"])
     err = capsys.readouterr().err
     assert f"vocab_size={bpe.n_vocab} is smaller than the tokenizer's n_vocab=50257 (gpt2)" in err
     big = GPT2LMHeadModel(HFConfig(vocab_size=60000, n_positions=32, n_embd=32, n_layer=1, n_head=2))
     big.save_pretrained(tmp_path / "big")
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(folders["gpt2"][0] / name, tmp_path / "big" / name)
     with pytest.raises(SystemExit):
         main(["eval", "--task", "wikitext2", "--model", str(tmp_path / "big"), "--limit", "1"])
     assert "vocab_size=60000 is larger than the tokenizer's n_vocab=50257 (gpt2)" in capsys.readouterr().err
