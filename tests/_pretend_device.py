@@ -200,6 +200,7 @@ def install() -> None:
     cuda.get_rng_state_all = lambda: []
     cuda.set_rng_state_all = lambda states: None
     cuda.empty_cache = lambda: None
+    cuda.is_current_stream_capturing = lambda: False  # asked by optimizers when CUDA is available
     cuda.reset_peak_memory_stats = lambda device=None: None
     cuda.max_memory_allocated = cuda.memory_allocated = lambda device=None: 0
     cuda.get_rng_state = lambda device="cuda": torch.get_rng_state()

@@ -56,13 +56,14 @@ def test_what_a_gpu_allows_stays_allowed():
     y = x * torch.tensor(2.0) + 1                        # a CPU scalar tensor may join
     print(y.device, x.to("cpu").device, x.device)        # .to makes a copy; x stays
     z = torch.zeros(3); z.copy_(x); print(z.device)      # copy_ crosses devices
-    print(x[torch.tensor([0, 2])].device)                # CPU indices into a GPU tensor
+    x[torch.tensor([0, 2])]; print("indexed")            # CPU indices into a GPU tensor (torch 2.3's modes
+                                                         # do not see indexing: its result is not marked)
     print(torch.arange(3, device=x.device).device)       # asking the tensor for its device
     with pytest.raises(TypeError, match="numpy"):
         np.asarray(x)
     print(np.asarray(x.cpu()).sum(), y.tolist())
     """)
-    assert out.split() == ["cuda:0", "cpu", "cuda:0", "cpu", "cuda:0", "cuda:0", "3.0", "[3.0,", "3.0,", "3.0]"]
+    assert out.split() == ["cuda:0", "cpu", "cuda:0", "cpu", "indexed", "cuda:0", "3.0", "[3.0,", "3.0,", "3.0]"]
 
 
 def test_the_model_moves_cpu_ids_to_its_device_and_trains_there():
