@@ -3,12 +3,12 @@
 # bound pyproject.toml declares for it (">=X" installed as "==X"; benchmarks/floors.py reads them), in a
 # fresh virtual environment, then run the fast unit tests and three chapters there.
 #
-#   bash benchmarks/floors.sh [VENV_DIR]        # default _build/floors-venv; about 15-30 min on 2 cores
+#   bash benchmarks/floors.sh [VENV_DIR]        # default _build/floors-venv; 30-40 min on 2 busy cores
 #
 # What is pinned: the library's dependencies and the [experiments], [scale] extras and transformers (the
 # reference the tests compare with). Test and book tooling (pytest, nbval, jupyter, hypothesis) is whatever pip
 # resolves beside them. torch comes from PyTorch's CPU index when it is reachable, else from PyPI (the same
-# version, a CUDA build that also runs on a CPU). Output: the installed versions, then the pytest summaries.
+# version, a CUDA build of about 2.5 GB with its libraries, that also runs on a CPU). Output: the installed versions, then the pytest summaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${1:-_build/floors-venv}
