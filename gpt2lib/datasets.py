@@ -11,7 +11,10 @@ Where a file comes from, in order:
 2. The cache, ``cache_dir`` or ``$GPT2LIB_CACHE`` or ``~/.cache/gpt2lib``, under ``data/<path>``.
 3. The URL: streamed with a progress bar into a temporary file next to the target, hashed on the way, then
    fsync'ed and renamed into place. An interrupted download or a checksum mismatch deletes the temporary file,
-   so the cache never holds a partial or wrong file.
+   so the cache never holds a partial or wrong file. A transient failure (HTTP 429 or 5xx, a timeout, a
+   dropped connection) is retried :data:`RETRIES` times with exponential backoff (1, 2, 4, 8 s, or the
+   server's ``Retry-After`` up to a minute), each retry announced on stderr with the file's name and, for a
+   group, its place in it ("file 37 of 181"); a missing file (404) or no network at all fails at once.
 
 The 181 HTML pages of the extraction benchmark are one entry each (``"html-page/<id16>"``) and a group,
 ``"html-pages"``, whose download returns their folder; likewise the 250 CNN/Daily Mail test articles of the
@@ -33,10 +36,12 @@ import gzip
 import hashlib
 import http.client
 import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
@@ -166,14 +171,59 @@ def _matches(path: Path, entry: Dataset) -> bool:
     return _VERIFIED[key] == entry.sha256
 
 
-def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
+RETRIES = 4  # retries after the first attempt, for transient failures only
+_TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+_sleep = time.sleep  # tests replace it
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure worth retrying: throttling or a server error, a timeout, a connection dropped mid-way."""
+    if isinstance(error, HTTPError):
+        return error.code in _TRANSIENT_HTTP
+    if isinstance(error, URLError):
+        error = error.reason if isinstance(error.reason, BaseException) else error
+        if isinstance(error, URLError):
+            return False
+    if isinstance(error, ConnectionRefusedError):  # nothing listens there: retrying will not help
+        return False
+    return isinstance(error, (TimeoutError, ConnectionResetError, ConnectionAbortedError, http.client.IncompleteRead,
+                              http.client.RemoteDisconnected))
+
+
+def _backoff(error: BaseException, attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): 1, 2, 4, 8 s, or ``Retry-After`` (at most 60 s)."""
+    wait = float(2 ** (attempt - 1))
+    retry_after = error.headers.get("Retry-After") if isinstance(error, HTTPError) and error.headers else None
+    if retry_after and retry_after.strip().isdigit():
+        wait = max(wait, min(float(retry_after), 60.0))
+    return wait
+
+
+def _fetch(entry: Dataset, dest: Path, progress: bool, where: str = "") -> None:
+    """Fetch ``entry`` into ``dest`` (:func:`_fetch_once`), retrying transient failures with backoff.
+    ``where`` (e.g. "file 3 of 181 of html-pages") is said in the progress bar and in every message."""
+    label = f"{entry.name} ({where})" if where else entry.name
+    for attempt in range(1, RETRIES + 2):
+        try:
+            return _fetch_once(entry, dest, progress, label, attempt)
+        except DownloadError as error:
+            cause = error.__cause__
+            if attempt > RETRIES or cause is None or not _transient(cause):
+                raise
+            wait = _backoff(cause, attempt)
+            print(f"gpt2lib: {label}: attempt {attempt} of {RETRIES + 1} failed ({type(cause).__name__}: {cause}); "
+                  f"retrying in {wait:.0f} s", file=sys.stderr, flush=True)
+            _sleep(wait)
+
+
+def _fetch_once(entry: Dataset, dest: Path, progress: bool, label: str, attempt: int) -> None:
     """Stream ``entry.url`` into ``dest`` atomically, checking size and sha256 before the rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     h, n = hashlib.sha256(), 0
     req = Request(entry.url, headers={"User-Agent": "gpt2lib"})
-    with atomic_path(dest) as tmp, _network_errors(entry, dest):  # tmp is removed on any error: no partial file
+    with atomic_path(dest) as tmp, _network_errors(entry, dest, label, attempt):  # tmp removed on any error
         with urlopen(req, timeout=60) as resp, open(tmp, "wb") as f, tqdm(
-            total=entry.size, unit="B", unit_scale=True, desc=entry.name, disable=not progress
+            total=entry.size, unit="B", unit_scale=True, desc=label, disable=not progress
         ) as bar:
             while True:
                 want = 1 << 20
@@ -183,6 +233,8 @@ def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
                         break
                 chunk = resp.read(want)
                 if not chunk:
+                    if getattr(resp, "length", None):  # the server closed before its Content-Length: retry
+                        raise http.client.IncompleteRead(b"", resp.length)
                     break
                 f.write(chunk)
                 h.update(chunk)
@@ -196,27 +248,32 @@ def _fetch(entry: Dataset, dest: Path, progress: bool) -> None:
 
 
 @contextlib.contextmanager
-def _network_errors(entry: Dataset, dest: Path) -> Iterator[None]:
+def _network_errors(entry: Dataset, dest: Path, label: str = "", attempt: int = 1) -> Iterator[None]:
     """Turn a network failure (URLError, HTTPError, a socket timeout, a dropped connection) while fetching
     ``entry`` into a :class:`DownloadError` naming the dataset, the URL and ``GPT2LIB_DATA_MIRROR``."""
     try:
         yield
     except (URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+        tries = f" after {attempt} attempts" if attempt > 1 else ""
         raise DownloadError(
-            f"{entry.name}: could not download {entry.url} ({type(error).__name__}: {error}). Offline? Set "
+            f"{label or entry.name}: could not download {entry.url}{tries} ({type(error).__name__}: {error}). "
+            f"Offline? Set "
             f"GPT2LIB_DATA_MIRROR to a folder laid out like the data mirror (it must hold {entry.path}), or place "
             f"the file{f' (sha256 {entry.sha256})' if entry.sha256 else ''} at {dest}. Nothing was written to the cache."
         ) from error
 
 
-def download(name: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+def download(name: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
+             _where: str = "") -> Path:
     """Path to the verified local copy of dataset ``name`` (a folder for a group), fetching it if needed.
 
     With ``$GPT2LIB_DATA_MIRROR`` set, the mirror's file is returned in place after its sha256 is checked;
     a file missing from the mirror raises ``FileNotFoundError`` (no silent network fallback).
     """
     if name in GROUPS:
-        paths = [download(m, cache_dir=cache_dir, progress=progress) for m in GROUPS[name]]
+        members = GROUPS[name]
+        paths = [download(m, cache_dir=cache_dir, progress=progress, _where=f"file {i} of {len(members)} of {name}")
+                 for i, m in enumerate(members, 1)]
         return Path(os.path.commonpath(paths))
     entry = info(name)
     mirror = os.environ.get("GPT2LIB_DATA_MIRROR")
@@ -237,7 +294,7 @@ def download(name: str, *, cache_dir: str | os.PathLike | None = None, progress:
         if _matches(dest, entry):
             return dest
         dest.unlink()  # a wrong cached file is never used: fetch it again
-    _fetch(entry, dest, progress)
+    _fetch(entry, dest, progress, _where)
     return dest
 
 

@@ -228,4 +228,4 @@ def generate(
         return torch.cat([idx.long(), torch.tensor(new, dtype=torch.long, device=idx.device)])
     if not new:
         return idx.long()
-    return torch.cat([idx.long(), torch.stack(new, dim=1)], dim=1)
+    return torch.cat([idx.long().to(new[0].device), torch.stack(new, dim=1)], dim=1)  # on the model's device

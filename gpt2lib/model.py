@@ -373,10 +373,12 @@ class GPT2(nn.Module):
         if idx.dim() != 2:
             raise ValueError(f"{what} must have shape [batch, time], got {tuple(idx.shape)}")
         if idx.device != self.device:
-            raise ValueError(
-                f"{what} is on device {idx.device} but the model is on {self.device}; "
-                f"move one of them (e.g. idx.to(model.device))"
-            )
+            if idx.device.type == "meta" or self.device.type == "meta":
+                raise ValueError(
+                    f"{what} is on device {idx.device} but the model is on {self.device}; "
+                    f"move one of them (e.g. idx.to(model.device))"
+                )
+            idx = idx.to(self.device)  # token ids are small and exact on any device: move them, as for a batch
         return idx if idx.dtype == torch.long else idx.long()
 
     def check_id_range(self, idx: torch.Tensor, low: int = 0, what: str = "idx") -> None:
@@ -442,7 +444,8 @@ class GPT2(nn.Module):
         the last position only (``[B, 1, vocab]``); ``attn_out`` collects attention maps per layer.
         ``return_logits=False`` (with ``targets``; what the trainer uses) returns ``(None, loss)``: on a
         CPU without autocast the loss then comes from :func:`gpt2lib.loss.linear_cross_entropy`, the
-        same number and gradients without the ``[B, T, vocab]`` logits tensor.
+        same number and gradients without the ``[B, T, vocab]`` logits tensor. ``idx`` and ``targets``
+        on another device than the model are moved to the model's device (the outputs are there).
         """
         if targets is not None:  # check before the (expensive) forward pass
             idx, targets = self.check_ids(idx), self.check_ids(targets, "targets")

@@ -23,8 +23,10 @@ checked to divide ``n_embd``, and against ``head_dim`` where a config.json carri
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +186,12 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: GPT2Config) 
     return out
 
 
-def load_state_dict(model: GPT2, state_dict: dict[str, torch.Tensor]) -> GPT2:
+def load_state_dict(model: GPT2, state_dict: dict[str, torch.Tensor], assign: bool = False) -> GPT2:
     """Copy weights into ``model`` from a Hugging Face or gpt2lib state dict; a missing, unexpected or
-    mis-shaped key raises ``ValueError`` naming the key (and both shapes)."""
+    mis-shaped key raises ``ValueError`` naming the key (and both shapes).
+
+    ``assign=True`` makes the state dict's tensors the model's parameters instead of copying them (for a
+    model built on the ``meta`` device: no second copy of the weights); the head is tied again after."""
     converted = convert_state_dict(state_dict, model.config)
     own = model.state_dict()
     if not model.config.bias:  # biases written as zeros by save_pretrained for Hugging Face
@@ -207,8 +212,27 @@ def load_state_dict(model: GPT2, state_dict: dict[str, torch.Tensor]) -> GPT2:
             raise ValueError(
                 f"shape mismatch for {key!r}: file has {tuple(value.shape)}, model expects {tuple(own[key].shape)}"
             )
+    if assign:
+        dtype = model.transformer.wte.weight.dtype
+        converted = {k: v if v.dtype == dtype else v.to(dtype) for k, v in converted.items()}
+        converted.pop("lm_head.weight")  # tied to wte: assigned once, below
+        model.load_state_dict(converted, strict=False, assign=True)
+        model.lm_head.weight = model.transformer.wte.weight
+        return model
     model.load_state_dict(converted, strict=True)
     return model
+
+
+def _to_our_layout(state_dict: dict[str, torch.Tensor], config: GPT2Config) -> None:
+    """Transpose the Hugging Face ``[in, out]`` projection matrices of ``state_dict`` in place, one at a
+    time (each original is freed before the next is copied), so that no view of a transposed matrix is left
+    for ``assign=True`` and the host holds about one copy of the weights."""
+    probe = next((k for k in state_dict if _short_key(k) == "h.0.attn.c_attn.weight"), None)
+    if probe is None or tuple(state_dict[probe].shape) != (config.n_embd, 3 * config.n_embd):
+        return  # already ours, or not a GPT-2 state dict: convert_state_dict reports it
+    for key in list(state_dict):
+        if key.endswith(_CONV1D) and state_dict[key].dim() == 2:
+            state_dict[key] = state_dict.pop(key).t().contiguous()
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -218,9 +242,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path), device="cpu")
+            sd = _read_safetensors(path)
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or not a weights file
@@ -230,6 +252,44 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return sd
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file's tensors, each read straight into its own buffer (no memory map of the
+    file, whose pages would count as a second copy while loading). Tested equal to
+    ``safetensors.torch.load_file``. The format: an 8-byte little-endian header length, a JSON header
+    ``{name: {"dtype", "shape", "data_offsets": [begin, end]}}``, then the data, little-endian."""
+    if sys.byteorder != "little":  # the format is little-endian; leave other hosts to the library
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if n > size - 8:
+            raise ValueError(f"header length {n} exceeds the file size {size}")
+        header = json.loads(f.read(n))
+        base, out = 8 + n, {}
+        for key, spec in header.items():
+            if key == "__metadata__":
+                continue
+            dtype = _SAFETENSORS_DTYPES[spec["dtype"]]
+            begin, end = spec["data_offsets"]
+            shape = tuple(spec["shape"])
+            nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            if end - begin != nbytes or base + end > size:
+                raise ValueError(f"tensor {key!r}: data_offsets {begin}..{end} do not fit its shape or the file")
+            buffer = torch.empty(nbytes, dtype=torch.uint8)
+            f.seek(base + begin)
+            if nbytes and f.readinto(memoryview(buffer.numpy())) != nbytes:
+                raise ValueError(f"tensor {key!r}: the file ends early")
+            out[key] = buffer.view(dtype).reshape(shape)
+    return out
 
 
 def check_shapes(config: GPT2Config, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -327,8 +387,11 @@ def from_pretrained(name_or_dir: str | os.PathLike, **overrides: Any) -> GPT2:
         state_dict = read_state_dict(weights)  # its errors already name the file
         if shapes is None:  # pytorch_model.bin: its tensors are read, the model is not built yet
             check_shapes(config, {k: tuple(v.shape) for k, v in state_dict.items()})
-        model = GPT2(config)
-        load_state_dict(model, state_dict)
+        _to_our_layout(state_dict, config)
+        with torch.device("meta"):  # no random initialisation: the file's tensors become the parameters
+            model = GPT2(config)
+        load_state_dict(model, state_dict, assign=True)
+        del state_dict
     except ValueError as e:
         if str(weights) in str(e):
             raise

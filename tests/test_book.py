@@ -55,8 +55,8 @@ def test_repository_url_is_configured_once_and_stamped_into_every_chapter():
     """The Colab set-up cell of each chapter is the template with _config.yml's repository.url, unchanged."""
     url = sync_notebooks.repository_url(ROOT)
     assert url.startswith("https://github.com/")
-    want = sync_notebooks.setup_cell_source(url)
     for path in CHAPTERS:
+        want = sync_notebooks.notebook_setup_source(path, url)
         cell = sync_notebooks.first_code_cell(nbformat.read(path, as_version=4))
         assert cell is not None and cell.source == want, (
             f"{path.name}: set-up cell out of date; run python book/_tools/sync_notebooks.py")

@@ -122,6 +122,7 @@ def _offline(monkeypatch, tmp_path, response_factory):
         return response_factory()
 
     monkeypatch.setattr(datasets, "urlopen", fake_urlopen)
+    monkeypatch.setattr(datasets, "_sleep", lambda seconds: None)
     return tmp_path / "cache", calls
 
 
@@ -235,3 +236,105 @@ def test_read_member_reads_zip_and_tgz_members(tmp_path):
     assert datasets.read_member(tmp_path / "b.tgz", "CBTest/data/f.txt") == b"bye"
     with pytest.raises(KeyError, match="CBTest/data/f.txt"):
         datasets.read_member(tmp_path / "b.tgz", "CBTest/data/missing.txt")
+
+
+# --- retries with backoff (issue 23), against a real HTTP server on 127.0.0.1 ---------------------------------
+class _FlakyServer:
+    """Serves ``data`` at every path after answering the first requests with ``plan`` (HTTP status codes,
+    or "drop": send half of the body, then close the connection)."""
+
+    def __init__(self, data: bytes, plan: list):
+        import http.server
+        import threading
+
+        self.plan, self.requests = list(plan), []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                step = server.plan.pop(0) if server.plan else 200
+                if step == "drop":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.send_response(step)
+                if step == 429:
+                    self.send_header("Retry-After", "7")
+                body = data if step == 200 else b"busy"
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def flaky(tmp_path, data_mirror, monkeypatch):
+    """``start(plan)`` points the "wsc" entry at a fresh flaky server; sleeps are recorded, not slept."""
+    import dataclasses
+
+    good = (data_mirror / "wsc/WSCollection.xml").read_bytes()
+    monkeypatch.delenv("GPT2LIB_DATA_MIRROR", raising=False)
+    waits: list[float] = []
+    monkeypatch.setattr(datasets, "_sleep", waits.append)
+    servers = []
+
+    def start(plan):
+        server = _FlakyServer(good, plan)
+        servers.append(server)
+        monkeypatch.setitem(datasets.DATASETS, "wsc", dataclasses.replace(info("wsc"), url=server.url + "/wsc.xml"))
+        return server
+
+    yield start, waits, good, tmp_path / "cache"
+    for server in servers:
+        server.close()
+
+
+def test_throttled_and_dropped_downloads_are_retried_with_backoff(flaky, capsys):
+    start, waits, good, cache = flaky
+    server = start([503, 429, "drop", 502])
+    path = download("wsc", cache_dir=cache, progress=False)
+    assert path.read_bytes() == good and len(server.requests) == 5
+    assert waits == [1, 7, 4, 8]  # doubling, or the server's Retry-After when longer
+    err = capsys.readouterr().err
+    assert err.count("gpt2lib: wsc: attempt") == 4 and "attempt 1 of 5 failed (HTTPError: HTTP Error 503" in err
+    assert [p.name for p in path.parent.iterdir()] == ["WSCollection.xml"]  # no temporary files left
+
+
+def test_a_missing_file_is_not_retried_and_giving_up_says_how_often(flaky):
+    start, waits, _, cache = flaky
+    server = start([404])
+    with pytest.raises(datasets.DownloadError, match=r"wsc: could not download .*HTTP Error 404"):
+        download("wsc", cache_dir=cache, progress=False)
+    assert len(server.requests) == 1 and waits == []
+    server = start([503] * (datasets.RETRIES + 1))
+    with pytest.raises(datasets.DownloadError, match=rf"after {datasets.RETRIES + 1} attempts .*HTTP Error 503"):
+        download("wsc", cache_dir=cache, progress=False)
+    assert len(server.requests) == datasets.RETRIES + 1 and waits == [1, 2, 4, 8]
+    assert not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_a_group_says_which_of_its_files_is_being_fetched(flaky, monkeypatch, capsys):
+    start, _, good, cache = flaky
+    import dataclasses
+
+    start([200, 503])  # the group's second file is throttled once
+    copy = dataclasses.replace(info("wsc"), name="wsc-copy", path="wsc/copy.xml")
+    monkeypatch.setitem(datasets.DATASETS, "wsc-copy", copy)
+    monkeypatch.setitem(datasets.GROUPS, "two-files", ["wsc", "wsc-copy"])
+    assert download("two-files", cache_dir=cache, progress=False) == cache / "data/wsc"
+    assert "gpt2lib: wsc-copy (file 2 of 2 of two-files): attempt 1 of 5 failed" in capsys.readouterr().err

@@ -387,6 +387,7 @@ def test_download_without_network_or_mirror_names_dataset_url_and_mirror(tmp_pat
 
     monkeypatch.delenv("GPT2LIB_DATA_MIRROR", raising=False)
     monkeypatch.setattr(datasets, "urlopen", fake_urlopen)
+    monkeypatch.setattr(datasets, "_sleep", lambda seconds: None)  # a timeout is retried with backoff
     with pytest.raises(datasets.DownloadError) as info:
         datasets.download("tiny-shakespeare", cache_dir=tmp_path, progress=False)
     msg = str(info.value)

@@ -348,3 +348,40 @@ def test_a_huge_n_layer_is_refused_from_the_keys_without_building_the_model(tmp_
     _edit_config(tmp_path, n_layer=1)
     with pytest.raises(ValueError, match=r"unexpected key.*2 layers.*n_layer=1"):
         GPT2.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.bool])
+def test_safetensors_reader_equals_the_library(tmp_path, dtype):
+    """The reader that avoids a memory map (issue 23) gives what ``safetensors.torch.load_file`` gives."""
+    from safetensors.torch import load_file, save_file
+
+    from gpt2lib.weights import read_state_dict
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {"a": (torch.randn(3, 5, generator=g) * 100).to(dtype), "b.c": torch.randn(7, generator=g).to(dtype),
+               "scalar": torch.tensor(3).to(dtype), "empty": torch.zeros(0, 4, dtype=dtype)}
+    save_file(tensors, str(tmp_path / "w.safetensors"), metadata={"format": "pt"})
+    ours, ref = read_state_dict(tmp_path / "w.safetensors"), load_file(str(tmp_path / "w.safetensors"))
+    assert ours.keys() == ref.keys()
+    for key in ref:
+        assert ours[key].dtype == ref[key].dtype and ours[key].shape == ref[key].shape
+        assert torch.equal(ours[key], ref[key])
+
+
+def test_loading_keeps_the_tied_head_and_the_parameter_count(tmp_path):
+    """Built on the meta device and assigned the file's tensors: one shared head, nothing left on meta."""
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50)
+    model = GPT2(cfg)
+    model.save_pretrained(tmp_path)
+    loaded = GPT2.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+    assert loaded.num_parameters() == model.num_parameters()
+    assert all(t.device.type == "cpu" for t in [*loaded.parameters(), *loaded.buffers()])
+    assert all(p.requires_grad and p.is_contiguous() for p in loaded.parameters())
+    idx = torch.randint(0, 50, (2, 16))
+    assert torch.equal(loaded(idx)[0], model.eval()(idx)[0])
+    loaded.train()
+    _, loss = loaded(idx, idx)
+    loss.backward()  # trainable after loading
+    assert loaded.transformer.wte.weight.grad is not None
