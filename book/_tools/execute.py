@@ -9,6 +9,7 @@ Run it after editing a chapter, then check it with ``python -m pytest --nbval bo
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,11 +40,15 @@ def execute(path: Path, timeout: int = 600, out: Path | None = None) -> float:
         cell.metadata.pop("execution", None)
     # The evidence of the bits the outputs were made with: nbval compares exactly only where a run's own
     # fingerprint equals it (book/_tools/fingerprint.py); the kernel path's name is kept for the reader.
-    nb.metadata["gpt2lib"] = {"kernel_path": kernel_path(), "fingerprint": fingerprint()}
+    # ... and the library commit it ran on: the set-up cell installs exactly that version on Colab.
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    nb.metadata["gpt2lib"] = {"kernel_path": kernel_path(), "fingerprint": fingerprint(), "commit": commit or None}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         path = out / path.name
     nbformat.write(nb, path)
+    if out is None:
+        sync(path, repository_url())  # the set-up cell names the recorded commit
     return seconds
 
 
