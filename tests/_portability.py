@@ -103,3 +103,12 @@ def zoo_weights_differ(foreign_cache: Path) -> bool:
     a, b = load_file(str(foreign_dir / "model.safetensors")), load_file(str(pinned_dir / "model.safetensors"))
     assert a.keys() == b.keys()
     return not all(torch.equal(a[k], b[k]) for k in b)
+
+
+def assert_chapters_pass_off_path(name: str, tmp: Path) -> None:
+    """The test of either foreign path: nbval passes on every chapter, the path really trained other bits, and
+    drift-ruled cells were compared (and reported) off the committed bits."""
+    run, report, _ = run_chapters_off_path(name, tmp)
+    assert run.returncode == 0, f"nbval under {name} failed:\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
+    assert zoo_weights_differ(tmp / "cache"), f"the {name} path trained the same bits: it tested nothing"
+    assert report.is_file() and report.read_text().strip(), "no drift-ruled cell was compared off the committed bits"
