@@ -458,7 +458,7 @@ class GPT2(nn.Module):
         if not return_logits and x.device.type == "cpu" and not _autocast_enabled("cpu"):
             return None, linear_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
         logits = self.lm_head(x)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return (logits if return_logits else None), loss
 
     @torch.no_grad()

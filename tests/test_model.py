@@ -346,3 +346,16 @@ def test_evaluating_turns_dropout_off_and_restores_the_mode_even_on_errors(mode)
     with pytest.raises(RuntimeError, match="boom"), evaluating(model):
         raise RuntimeError("boom")
     assert model.training is mode and all(m.training is mode for m in model.modules())
+
+
+def test_non_contiguous_targets_give_the_loss_of_their_contiguous_copy():
+    """``ids[:, 1:]`` as targets (a view, not contiguous) is the usual way to shift a batch: it must work and
+    give the same loss as the contiguous copy (it raised 'view size is not compatible' before)."""
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config(vocab_size=97, block_size=16, n_layer=1, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 97, (3, 9))
+    targets = ids[:, 1:]
+    assert not targets.is_contiguous()
+    _, loss = model(ids[:, :-1], targets=targets)
+    _, ref = model(ids[:, :-1], targets=targets.contiguous())
+    assert torch.equal(loss, ref)
