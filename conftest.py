@@ -70,7 +70,10 @@ def _install_drift_rules() -> None:
 
     def compare_outputs(self, test, ref, skip_compare=None):
         rule = self.cell.metadata.get("drift")
-        if rule is None or _exact(self.parent.nb):
+        # A cell checked by its own asserts prints text decided by near-ties of a trained model's logits (sampled
+        # or greedy text): even with equal fingerprints MKL may round a near-tie the other way from one run to the
+        # next (its results depend on memory alignment without MKL_CBWR), so it is never compared exactly.
+        if rule is None or (rule.get("check") != "assert" and _exact(self.parent.nb)):
             return exact_compare(self, test, ref, skip_compare)
         skip = skip_compare or self.parent.skip_compare
         reason = drift.compare_outputs(ref, test, rule, skip)

@@ -40,7 +40,7 @@ def prose_text(markdown: str) -> str:
     """The statements of a markdown cell: without quotes, code, math, link targets and structural numbers."""
     s = "\n".join(line for line in markdown.splitlines() if not line.lstrip().startswith(">"))
     s = re.sub(r"```(?!\{)[^\n]*\n.*?```", " ", s, flags=re.S)  # code fences; {admonition} bodies stay
-    s = re.sub(r"^```.*$|^:class:.*$", " ", s, flags=re.M)
+    s = re.sub(r"^```.*$|^:[\w-]+:.*$", " ", s, flags=re.M)  # fences and directive options (:class:, :width: ...)
     s = re.sub(r"`[^`]*`", " ", s)  # inline code, {cite}`...`, {doc}`...`
     s = re.sub(r"\$\$.*?\$\$|\$[^$]*\$", " ", s, flags=re.S)  # math
     s = re.sub(r"\]\([^)]*\)", "]", s)  # link targets
