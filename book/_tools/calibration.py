@@ -50,7 +50,7 @@ def table(reports: dict[str, dict[tuple[str, str], dict]]) -> str:
     head = ["chapter", "cell", "rule", *paths]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in keys:
-        rec = next(cells[key] for cells in reports.values() if key in cells)
+        rec = next(reports[p][key] for p in reversed(paths) if key in reports[p])  # the newest report's rule
         rows.append("| " + " | ".join([key[0].removesuffix(".ipynb"), str(key[1]), _rule(rec["rule"]),
                                         *[_seen(reports[p].get(key)) for p in paths]]) + " |")
     return "\n".join(rows)
