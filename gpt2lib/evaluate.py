@@ -48,6 +48,7 @@ __all__ = [
     "ContinuationScore", "score_continuations", "next_token_argmax", "token_nlls", "LMResult", "evaluate_lm", "count_words",
     "generate_text", "prompt_room", "check_vocab", "read_jsonl", "TaskResult", "PAPER_TABLE3", "PAPER_TEXT_RESULTS",
     "results_table", "load_model", "LOGITS_CHUNK_BYTES", "eval_precision", "METRIC_UNITS",
+    "format_number", "format_paper_number",
 ]
 
 # fp32 logits held at once while scoring (defined in gpt2lib.hardware beside the memory estimate).
@@ -637,6 +638,24 @@ def _paper_key(task: str, metric: str) -> str | None:
     return _PAPER_BESIDE.get(key, key)
 
 
+def format_number(value: float, decimals: int = 2) -> str:
+    """``value`` in fixed point with ``decimals`` places and thousands separators, never in scientific
+    notation, so one column of a table reads alike at every magnitude: 30469.3 -> ``30,469.30``,
+    9033 -> ``9,033.00``. NaN prints as ``nan``, infinities as ``inf`` / ``-inf``."""
+    if math.isnan(value) or math.isinf(value):
+        return f"{value}"
+    return f"{value:,.{decimals}f}"
+
+
+def format_paper_number(value: float) -> str:
+    """A number quoted from the paper, in the paper's own fixed-point form: at least two decimals
+    (Table 3 of Radford et al. (2019) prints most numbers so: 75.20, 15.60) and every decimal the
+    paper printed (1BW 762M, 44.575), so a quoted number is never rounded."""
+    if math.isnan(value) or math.isinf(value):
+        return format_number(value)
+    return format_number(value, next((d for d in range(2, 16) if round(value, d) == value), 15))
+
+
 def results_table(results: Sequence[TaskResult]) -> str:
     """A markdown table of our metrics beside the paper's (Table 3, or the §3 text where Table 3 is silent).
 
@@ -644,6 +663,8 @@ def results_table(results: Sequence[TaskResult]) -> str:
     (2019); a number stated only in the text (e.g. Winograd 70.70) is the 1542M model's and is
     shown in the 1542M column with its source. Each row states its unit (:data:`METRIC_UNITS`);
     each task's settings (context, stride, convention, counts) follow the table, one line per task.
+    Numbers are in fixed point with thousands separators (:func:`format_number`): ours with two
+    decimals (counts with none), the paper's as it printed them (:func:`format_paper_number`).
     """
     sizes = ["117M", "345M", "762M", "1542M"]
     lines = ["| task | metric | ours | unit | model | n | " + " | ".join(f"paper {s}" for s in sizes)
@@ -655,13 +676,13 @@ def results_table(results: Sequence[TaskResult]) -> str:
             paper = ["-"] * len(sizes)
             source = ""
             if key in PAPER_TABLE3:
-                paper = [f"{PAPER_TABLE3[key][s]:g}" for s in sizes]
+                paper = [format_paper_number(PAPER_TABLE3[key][s]) for s in sizes]
                 source = "Table 3"
             elif key in PAPER_TEXT_RESULTS:
-                paper[-1] = f"{PAPER_TEXT_RESULTS[key][0]:g}"
+                paper[-1] = format_paper_number(PAPER_TEXT_RESULTS[key][0])
                 source = PAPER_TEXT_RESULTS[key][1]
             unit = METRIC_UNITS.get(f"{r.task}/{metric}", METRIC_UNITS.get(metric, ""))
-            shown = f"{int(value):,}" if unit == "count" else f"{value:.4g}"
+            shown = format_number(value, 0 if unit == "count" else 2)
             lines.append(f"| {r.task} | {metric} | {shown} | {unit} | {r.model} | "
                          f"{r.n_examples} | " + " | ".join(paper) + f" | {source} |")
     notes = [f"- {r.task}: " + ", ".join(f"{k}={v}" for k, v in r.settings.items()) for r in results if r.settings]

@@ -258,15 +258,15 @@ def test_results_table_puts_paper_numbers_beside_ours() -> None:
                            TaskResult("wikitext2", {"ppl": 30.0, "words": 245569}, 4358,
                                       settings={"context": 1024, "stride": 512})])
     # Table 3's LAMBADA accuracy sits beside the stop-word-filtered accuracy, not the strict one
-    assert ("| lambada | acc_stopword_filter | 12.5 | % of passages | tiny | 10 | 45.99 | 55.48 | 60.12 | 63.24 "
+    assert ("| lambada | acc_stopword_filter | 12.50 | % of passages | tiny | 10 | 45.99 | 55.48 | 60.12 | 63.24 "
             "| Table 3 |") in table
-    assert "| lambada | acc | 9.5 | % of passages, all target tokens greedy | tiny | 10 | - | - | - | - |  |" in table
-    assert "| lambada | ppl | 99 | exp(NLL / target word) |" in table
-    assert "| lambada | ppl | 99 |" in table and "| 35.13 | 15.6 | 10.87 | 8.63 | Table 3 |" in table
+    assert "| lambada | acc | 9.50 | % of passages, all target tokens greedy | tiny | 10 | - | - | - | - |  |" in table
+    assert "| lambada | ppl | 99.00 | exp(NLL / target word) |" in table
+    assert "| 35.13 | 15.60 | 10.87 | 8.63 | Table 3 |" in table
     assert "| wikitext2 | words | 245,569 | count |" in table
     assert "exp(NLL / word), 1 eos per line" in table
     assert "- wikitext2: context=1024, stride=512" in table
-    assert "70.7 | 1542M, §3.4 |" in table
+    assert "70.70 | 1542M, §3.4 |" in table
     assert PAPER_TABLE3["wikitext2/ppl"]["117M"] == 29.41
 
 
