@@ -4,6 +4,7 @@ has a caption, a name and alt text, and no figure's text is drawn smaller than t
 The browser check (tests/test_book.py) measures the same things on the rendered pages."""
 from __future__ import annotations
 
+import ast
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -129,3 +130,76 @@ def test_book_style_context_restores_the_previous_settings():
         assert matplotlib.rcParams["font.size"] == plotting.BOOK_STYLE["font.size"]
         assert matplotlib.rcParams["svg.hashsalt"] == "gpt2book"
     assert matplotlib.rcParams["font.size"] == before
+
+
+# --- text size of the chapters' plots, read from the code that draws them -----------------------------------------
+# A plot is a PNG, so its text cannot be measured on the page; its size follows from the code: a font of s pt in a
+# figure drawn w inches wide is shown at s * min(1, COLUMN_INCHES / w) pt (the book scales a wider figure down to
+# the column). The style's sizes apply where the code names none.
+SIZE_KEYWORDS = {"fontsize", "labelsize", "size", "titlesize"}
+STYLE_SIZES = ("font.size", "axes.labelsize", "axes.titlesize", "xtick.labelsize", "ytick.labelsize",
+               "legend.fontsize")
+# Figures drawn before the shared style, with the smallest text they show (pt): the test fails if one gets
+# smaller, and when one is fixed (remove it here), so the list only shrinks. Every other figure meets MIN_FONT_PT.
+KNOWN_SMALL_PT = {
+    "abstract/abstract-03": 6.75, "thesis/thesis-13": 5.0, "thesis/thesis-15": 8.0, "approach/approach-07": 6.75,
+    "approach/approach-11": 9.0, "webtext/webtext-13": 7.5, "webtext/webtext-22": 8.0, "model/model-15": 7.5,
+    "model/model-17": 7.5, "cbt_lambada_winograd/cbt_lambada_winograd-15": 8.0,
+    "reading_summarization/reading_summarizatio-12": 8.0, "memorization/memorization-07": 8.0,
+    "memorization/memorization-10": 8.0, "discussion/discussion-03": 8.0,
+}
+
+
+def _font_pt(node: ast.expr) -> float | None:
+    """A font size given as a number or a matplotlib name ('small' = 0.833 of font.size); None if computed."""
+    from matplotlib.font_manager import font_scalings
+
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return None
+    if isinstance(value, str):
+        return font_scalings[value] * plotting.BOOK_STYLE["font.size"]
+    return float(value)
+
+
+def smallest_plot_font_pt(source: str) -> float:
+    """The smallest text (pt) of the figure ``source`` draws, as shown in the book's column."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    widths = [float(str(plotting.BOOK_STYLE["figure.figsize"]).split(",")[0])]  # the style's, if none given
+    sizes = [float(plotting.BOOK_STYLE[k]) for k in STYLE_SIZES]
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.keyword) and node.arg == "figsize":
+            widths.append(float(ast.literal_eval(node.value)[0]))
+        elif isinstance(node, ast.keyword) and node.arg in SIZE_KEYWORDS:
+            size = _font_pt(node.value)
+            assert size is not None, f"a font size computed at run time ({ast.unparse(node)}) cannot be checked"
+            sizes.append(size)
+    return min(sizes) * min(1.0, plotting.COLUMN_INCHES / max(widths[1:] or widths))
+
+
+def test_plot_text_size_is_measured_from_the_drawing_code():
+    """The measure itself: tick labels of 7 pt in a 15-inch figure (model-27 before the fix) are 3.5 pt on the page;
+    the style's 10 pt in a column-wide figure is 10 pt; a 'small' legend is 0.83 of the 11 pt body size."""
+    wide = 'fig, axes = plt.subplots(1, 3, figsize=(15, 5))\nax.set_xticks(range(9), labels, fontsize=7)\n'
+    assert smallest_plot_font_pt(wide) == pytest.approx(3.5)
+    assert smallest_plot_font_pt("%matplotlib inline\nfig, ax = plt.subplots(figsize=(7.5, 3))\n") == 10
+    assert smallest_plot_font_pt("fig, ax = plt.subplots(figsize=(6, 3))\nax.legend(fontsize='small')\n") == (
+        pytest.approx(11 * 0.833))
+    with pytest.raises(AssertionError, match="computed at run time"):
+        smallest_plot_font_pt("ax.legend(fontsize=base - 2)\n")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_plot_shows_its_text_at_the_styles_minimum_size(path):
+    """No plot of a chapter shows text smaller than MIN_FONT_PT once scaled to the column (KNOWN_SMALL_PT aside)."""
+    for cell in _image_cells(path):
+        shown = smallest_plot_font_pt(cell.source)
+        key = f"{path.stem}/{cell.get('id')}"
+        if key in KNOWN_SMALL_PT:
+            assert shown >= KNOWN_SMALL_PT[key], f"{key}: text shown at {shown:.1f} pt, smaller than before"
+            assert shown < plotting.MIN_FONT_PT, f"{key} now meets the minimum: remove it from KNOWN_SMALL_PT"
+        else:
+            assert shown >= plotting.MIN_FONT_PT, (
+                f"{key}: text shown at {shown:.1f} pt in the column (minimum {plotting.MIN_FONT_PT} pt): use the "
+                f"style's sizes and a figure at most {plotting.COLUMN_INCHES} inches wide")
