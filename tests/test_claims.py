@@ -316,7 +316,7 @@ def test_byte_level_base_vocabulary_is_256_and_covers_any_string():
 
 def test_ledger_page_links_to_tagged_cells_and_test_sources_that_exist():
     """Each cell link is the label book/_ext/cell_anchors.py gives a claim-tagged cell of that chapter; each test
-    link is the repository's blob URL of a test file that exists; the counts at the top are the data's."""
+    link is the repository's blob URL of a test file that exists, at a line; the counts at the top are the data's."""
     import collections
 
     import nbformat
@@ -336,8 +336,8 @@ def test_ledger_page_links_to_tagged_cells_and_test_sources_that_exist():
     assert labels and labels <= existing, f"links to cells that do not exist: {sorted(labels - existing)}"
     prefix = f"{url}/blob/{branch}/"
     for u in urls:
-        assert u.startswith(prefix) and (ROOT / u.removeprefix(prefix)).is_file(), u
-    page = ledger.claims_markdown(CLAIMS, url, branch)
+        assert u.startswith(prefix) and (ROOT / u.removeprefix(prefix).partition("#")[0]).is_file(), u
+    page = ledger.claims_markdown(CLAIMS)
     assert len(re.findall(r"\{ref\}`[^`]+<([^>]+)>`", page)) == sum(bool(c["chapter"]) for c in CLAIMS)
     assert set(re.findall(r"\{ref\}`[^`]+<([^>]+)>`", page)) == labels
     intro = ledger.intro_markdown(CLAIMS)
@@ -345,3 +345,69 @@ def test_ledger_page_links_to_tagged_cells_and_test_sources_that_exist():
     assert f"**{len(CLAIMS)} claims**" in intro
     assert all(f"{n} {status}" in intro for status, n in by_status.items())
     assert "pending" not in intro or by_status["pending"]  # only the statuses in use are defined
+
+
+def _ledger_modules():
+    sys.path.insert(0, str(ROOT / "book"))
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import source_links
+    from _tools import ledger
+
+    return ledger, source_links
+
+
+def test_every_test_link_points_at_the_line_of_the_def_it_names():
+    """Each test the ledger names links to ``<file>#L<n>`` where line n of the file, read as plain text, is the
+    ``def`` of that test; the page names every test of the ledger with the {test-source} role, and nothing else."""
+    ledger, _ = _ledger_modules()
+    url, branch = ledger.repository()
+    node_ids = [t for c in CLAIMS for t in c["tests"]]
+    assert node_ids
+    for node_id in node_ids:
+        link = ledger.source_url(node_id, url, branch)
+        m = re.fullmatch(re.escape(f"{url}/blob/{branch}/") + r"(tests/[\w/]+\.py)#L(\d+)", link)
+        assert m, link
+        lines = (ROOT / m.group(1)).read_text(encoding="utf-8").splitlines()
+        name = node_id.rpartition("::")[2]
+        assert re.match(rf"\s*(async\s+)?def {name}\(", lines[int(m.group(2)) - 1]), (
+            f"{link}: line {m.group(2)} is {lines[int(m.group(2)) - 1]!r}, not the def of {name}")
+    page = ledger.claims_markdown(CLAIMS)
+    assert re.findall(r"\{test-source\}`([^`]+)`", page) == [
+        t for c in sorted(CLAIMS, key=lambda c: ledger.section_key(c["section"])) for t in c["tests"]]
+    assert "/blob/" not in page  # no link to a whole file is left
+
+
+def test_def_line_finds_functions_methods_and_parametrized_tests(tmp_path):
+    ledger, _ = _ledger_modules()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text(
+        "import pytest\n\n\ndef helper():\n    pass\n\n\n@pytest.mark.parametrize('n', [1, 2])\n"
+        "def test_a(n):\n    assert n\n\n\nclass TestB:\n    def test_c(self):\n        pass\n", encoding="utf-8")
+    assert ledger.def_line("tests/test_x.py::test_a", tmp_path) == 9  # the def, not its decorator (line 8)
+    assert ledger.def_line("tests/test_x.py::test_a[2]", tmp_path) == 9
+    assert ledger.def_line("tests/test_x.py::TestB::test_c", tmp_path) == 14
+    with pytest.raises(ValueError, match="defines no 'test_gone'"):
+        ledger.def_line("tests/test_x.py::test_gone", tmp_path)
+    with pytest.raises(ValueError, match="no such test file"):
+        ledger.def_line("tests/test_missing.py::test_a", tmp_path)
+
+
+def test_the_test_source_role_links_the_name_to_its_line_and_flags_a_missing_test():
+    """The Sphinx role the page uses, run by docutils: a link showing the test's name, to the line of its def; a
+    test that does not exist is a warning (which fails the -W build), not a link to nowhere."""
+    from docutils import nodes
+    from docutils.core import publish_doctree
+    from docutils.parsers.rst import roles
+
+    ledger, source_links = _ledger_modules()
+    roles.register_local_role("test-source", source_links.source_role)
+    node_id = CLAIMS[[bool(c["tests"]) for c in CLAIMS].index(True)]["tests"][0]
+    doc = publish_doctree(f"asserted by :test-source:`{node_id}`", settings_overrides={"report_level": 5})
+    (ref,) = list(doc.findall(nodes.reference))
+    assert ref["refuri"] == ledger.source_url(node_id, *ledger.repository())
+    assert ref.astext() == node_id.partition("::")[2]
+    bad = publish_doctree(":test-source:`tests/test_claims.py::test_no_such_test`",
+                          settings_overrides={"report_level": 5, "halt_level": 5})
+    assert not list(bad.findall(nodes.reference))
+    warnings = [m.astext() for m in bad.findall(nodes.system_message)]
+    assert any("defines no 'test_no_such_test'" in w for w in warnings), warnings

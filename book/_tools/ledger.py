@@ -3,11 +3,14 @@
 Everything the page says about the claims is computed here from the data, so it cannot go stale: the counts by
 status and by section, the sections covered, the statuses' meanings (only those in use), and one entry per claim
 with links to the cell that shows it (``{ref}`` to the label that ``book/_ext/cell_anchors.py`` gives each
-``claim-*`` cell) and to the source of each test that asserts it (on the repository of ``_config.yml``).
+``claim-*`` cell) and to the line of each test that asserts it (``{test-source}``, the role of
+``book/_ext/source_links.py``: the repository URL of ``_config.yml`` and the ``#L<n>`` of the test's ``def``,
+found with :mod:`ast` when the book is built, so a link never points at a line that moved).
 tests/test_claims.py checks that every link target exists.
 """
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from collections import Counter
@@ -61,9 +64,33 @@ def cell_label(claim: dict) -> str:
     return f"{PurePosixPath(claim['chapter']).stem}-{claim['tag']}"
 
 
-def source_url(node_id: str, repo_url: str, branch: str = "main") -> str:
-    """The source of the test file of a pytest node id ("tests/test_x.py::test_y") on the repository."""
-    return f"{repo_url.rstrip('/')}/blob/{branch}/{node_id.partition('::')[0]}"
+def def_line(node_id: str, root: Path = ROOT) -> int:
+    """The line of the ``def`` of the test a pytest node id names ("tests/test_x.py::test_y",
+    "tests/test_x.py::TestClass::test_y"; a parametrization "[...]" is ignored), read with :mod:`ast`."""
+    path, _, name = node_id.partition("::")
+    parts = re.sub(r"\[.*\]$", "", name).split("::")
+    file = root / path
+    if not parts[-1] or not file.is_file():
+        raise ValueError(f"{node_id}: no such test file or no test named (expected tests/test_x.py::test_y)")
+    scope = ast.parse(file.read_text(encoding="utf-8"), filename=str(file)).body
+    for part in parts:
+        found = [n for n in scope if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                 and n.name == part]
+        if not found:
+            raise ValueError(f"{node_id}: {path} defines no {part!r}")
+        scope = found[-1].body  # the last definition is the one pytest collects
+    return found[-1].lineno
+
+
+def source_url(node_id: str, repo_url: str, branch: str = "main", root: Path = ROOT) -> str:
+    """The line of the test a pytest node id names, in its file on the repository
+    (``<repo>/blob/<branch>/tests/test_x.py#L<n>``, ``n`` the line of its ``def``)."""
+    return f"{repo_url.rstrip('/')}/blob/{branch}/{node_id.partition('::')[0]}#L{def_line(node_id, root)}"
+
+
+def shown_name(node_id: str) -> str:
+    """What a link to the test shows: its name, without the file ("test_y", "TestClass::test_y")."""
+    return node_id.partition("::")[2]
 
 
 def _inline(text: str) -> str:
@@ -92,7 +119,7 @@ def intro_markdown(claims: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def claim_markdown(claim: dict, repo_url: str, branch: str = "main") -> str:
+def claim_markdown(claim: dict) -> str:
     """One claim: a line with its section, status and id, then its text, where it is shown and what asserts it."""
     status = claim["status"]
     head = (f"{section_name(claim['section'])} {{bdg-{STATUS[status][1]}}}`{status}` "
@@ -102,8 +129,7 @@ def claim_markdown(claim: dict, repo_url: str, branch: str = "main") -> str:
         chapter = PurePosixPath(claim["chapter"]).name
         details.append(f"shown in {{ref}}`{chapter}, cell {claim['tag']} <{cell_label(claim)}>`")
     if claim["tests"]:
-        details.append("asserted by " + ", ".join(
-            f"[`{node_id.partition('::')[2]}`]({source_url(node_id, repo_url, branch)})" for node_id in claim["tests"]))
+        details.append("asserted by " + ", ".join(f"{{test-source}}`{node_id}`" for node_id in claim["tests"]))
     body = [f": {_inline(claim['claim'])}"]
     if details:
         body.append(f": {'; '.join(details)}")
@@ -117,7 +143,7 @@ def section_label(section: str) -> str:
     return "ledger-" + re.sub(r"[^a-z0-9]+", "-", section.lower()).strip("-")
 
 
-def claims_markdown(claims: list[dict], repo_url: str, branch: str = "main") -> str:
+def claims_markdown(claims: list[dict]) -> str:
     """Every claim, in the paper's order, as one definition-list entry each; each part of the paper starts with a
     link target (:func:`section_label`) that the counts table links to."""
     ordered = sorted(claims, key=lambda c: section_key(c["section"]))  # stable: the file's order within a part
@@ -126,7 +152,7 @@ def claims_markdown(claims: list[dict], repo_url: str, branch: str = "main") -> 
         if c["section"] != current:
             current = c["section"]
             blocks.append(f"({section_label(current)})=\n**{section_name(current)}**")
-        blocks.append(claim_markdown(c, repo_url, branch))
+        blocks.append(claim_markdown(c))
     return "\n\n".join(blocks)
 
 
