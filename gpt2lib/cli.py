@@ -122,11 +122,11 @@ def train_config_from_args(args: argparse.Namespace):
         key, raw = item.split("=", 1)
         values[key.strip().replace("-", "_")] = _convert(key.strip().replace("-", "_"), raw)
     from gpt2lib.errors import ConfigError
-    from gpt2lib.options import check_device, check_int, check_precision
+    from gpt2lib.options import check_device, check_precision, check_train_steps
 
     try:
         cfg = TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
-        check_int("max_steps", cfg.max_steps, 1)  # the command line trains at least one step
+        check_train_steps(cfg.max_steps)  # at least one step, as train() requires
         check_device("device", cfg.device)
         check_precision("precision", cfg.precision, cfg.device)
     except ConfigError as e:
@@ -336,19 +336,15 @@ def _train_lock(cfg):
 
 
 def _check_resume_steps(cfg) -> None:
-    """``--resume`` with a ``--max-steps`` the run has already reached would train nothing."""
-    from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
+    """``--resume`` with a ``--max-steps`` the run has already reached would train nothing (the check
+    :func:`gpt2lib.train.train` makes too, spelled as the command line's option)."""
+    from gpt2lib.errors import ConfigError
+    from gpt2lib.options import check_train_steps
 
-    if not cfg.resume:
-        return
     try:
-        state = json.loads((latest_checkpoint(cfg.out_dir) / "state.json").read_text(encoding="utf-8"))
-        step = state["step"]
-    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
-        return  # train() reports a missing or damaged checkpoint itself
-    if isinstance(step, int) and step >= cfg.max_steps:
-        raise UsageError(f"--max-steps {cfg.max_steps}: the run in {cfg.out_dir} is already at step {step}, so "
-                         f"--resume would train nothing; give a --max-steps above {step}")
+        check_train_steps(cfg.max_steps, resume=cfg.resume, out_dir=cfg.out_dir)
+    except ConfigError as e:
+        raise UsageError(_config_error(e).replace("so resume", "so --resume")) from None
 
 
 def _cmd_train(args) -> int:
