@@ -534,6 +534,14 @@ def _terminate_like_ctrl_c():
         return None
 
 
+def _aborted_while_starting():
+    """Ctrl-C before a command started: one line, exit 130 (nothing was written yet)."""
+    if os.environ.get("GPT2LIB_DEBUG"):
+        raise KeyboardInterrupt
+    sys.stderr.write("gpt2lib: aborted by SIGINT while starting; nothing was written\n")
+    raise SystemExit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command. A bad command line exits 2; an error the user can fix (gpt2lib's own errors, bad files and
     data, I/O, decoding, a missing optional package, an engine without workers) is one line and exit 1; Ctrl-C
@@ -543,8 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     from gpt2lib.errors import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:  # (building the parser imports torch: seconds, in which a Ctrl-C is one line too)
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        _aborted_while_starting()
     args.argv = argv
     previous = _terminate_like_ctrl_c()
     try:
