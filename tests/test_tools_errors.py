@@ -11,6 +11,7 @@ one-off scripts crashed when run from another folder and ran (rewriting chapters
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -209,3 +210,27 @@ def test_the_other_tools_refuse_a_bad_option(script):
     before = _chapters()
     _refused(_tool(script, "--bogus"), 2, "unrecognized arguments: --bogus")
     assert _chapters() == before
+
+
+# ------------------------------------------------------------------------------- GPT2LIB_DRIFT_REPORT (conftest)
+@pytest.mark.parametrize("where,fragment", [("folder", "is a folder"), ("under_a_file", "is a file, not a folder")])
+def test_a_drift_report_path_that_cannot_be_written_is_one_usage_error(files, where, fragment):
+    """Before, a GPT2LIB_DRIFT_REPORT naming a folder (or a path below a file) surfaced only when a drift-ruled
+    cell was compared off the committed bits: drift.append_report's open() raised OSError inside that cell's
+    comparison, and again in every such cell. Now pytest stops before any test with one line."""
+    report = files["dir"] if where == "folder" else files["notes"] / "x86.jsonl"
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q",
+                          "tests/test_tools_errors.py", "-k", "help_is_help"], cwd=ROOT, capture_output=True,
+                         text=True, env={**ENV, "GPT2LIB_DRIFT_REPORT": str(report)}, timeout=120)
+    assert res.returncode == 4 and "Traceback" not in res.stderr, res.stderr  # pytest's usage-error status
+    lines = [line for line in res.stderr.splitlines() if "GPT2LIB_DRIFT_REPORT" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"ERROR: GPT2LIB_DRIFT_REPORT={report}: ") and fragment in lines[0]
+
+
+def test_a_drift_report_in_a_folder_not_yet_made_is_written_there(tmp_path):
+    import drift
+
+    report = tmp_path / "new" / "x86.jsonl"
+    assert drift.report_problem(report) is None and report.parent.is_dir()
+    drift.append_report(report, "chapter.ipynb", {"id": "c1"}, {"rtol": 0.1}, {"comparable": False}, None)
+    assert json.loads(report.read_text())["cell"] == "c1"
