@@ -53,7 +53,8 @@ MARKER_FILE = ".gpt2lib-prepare"  # in every tokens-<n>/ subfolder: written by p
 _GEN_RE = re.compile(r"tokens-([1-9][0-9]*)")
 _OWN_FILE_RE = re.compile(r"(?:train|val)_\d{6}\.bin|tokenizer\.json|\.gpt2lib-prepare|\..+\.tmp")
 # what a manifest ("files") may list: meta.json, and prepare's own names directly inside a tokens-<n>/ subfolder
-_MANIFEST_RE = re.compile(r"meta\.json|tokens-[1-9][0-9]*/(?:(?:train|val)_\d{6}\.bin|tokenizer\.json|\.gpt2lib-prepare)")
+_MANIFEST_RE = re.compile(r"meta\.json|tokens-[1-9][0-9]*/"
+                          r"(?:(?:train|val)_\d{6}\.bin|tokenizer\.json|\.gpt2lib-prepare)")
 _LEGACY_SHARD_RE = re.compile(r"(?:train|val)_\d{6}\.bin")  # shards at the top, before there was a manifest
 
 
@@ -313,7 +314,7 @@ def _check_manifest(out: Path, meta: dict[str, Any]) -> None:
         why = None
         if not _MANIFEST_RE.fullmatch(rel):
             why = ("is not a file prepare writes (meta.json, or train_NNNNNN.bin, val_NNNNNN.bin, tokenizer.json "
-                   f"directly in a tokens-<n>/ folder)")
+                   "directly in a tokens-<n>/ folder)")
         elif "/" in rel:
             folder = out / rel.split("/")[0]
             if folder.is_symlink() or (folder.exists() and not _is_own_subfolder(folder)):
@@ -339,9 +340,7 @@ def _new_subfolder(out: Path) -> Path:
 def _remove_subfolder(gen: Path) -> None:
     """Remove the files ``prepare`` writes from one of its ``tokens-<n>/`` subfolders, then the folder
     if nothing else is in it."""
-    if not gen.is_dir():
-        return
-    if gen.is_symlink():
+    if not gen.is_dir() or gen.is_symlink():
         return
     for f in gen.iterdir():
         if _is_plain_file(f) and _OWN_FILE_RE.fullmatch(f.name):
@@ -379,7 +378,8 @@ def _remove_dataset_files(out: Path, meta: dict[str, Any], keep: set[str]) -> No
     _check_manifest(out, meta)  # (again: the folder is locked, but the check is cheap)
     own = {sub for sub in {f.split("/")[0] for f in files if "/" in f} if _is_own_subfolder(out / sub)}
     for rel in files:  # (the marker goes too, so decide which folders are ours first)
-        if rel not in keep and _MANIFEST_RE.fullmatch(rel) and rel.split("/")[0] in own and _is_plain_file(out / rel):
+        ours = _MANIFEST_RE.fullmatch(rel) and rel.split("/")[0] in own
+        if ours and rel not in keep and _is_plain_file(out / rel):
             (out / rel).unlink()
     for sub in sorted(own):
         _remove_subfolder(out / sub)

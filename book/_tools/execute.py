@@ -63,7 +63,7 @@ def _unusable(path: Path, in_place: bool) -> str | None:
         nbformat.validate(nbformat.read(path, as_version=4))
     except (OSError, UnicodeDecodeError) as e:
         return f"{path} cannot be read: {e}"
-    except (ValueError, TypeError, KeyError, AttributeError, nbformat.ValidationError) as e:  # NotJSONError is a ValueError
+    except (ValueError, TypeError, KeyError, AttributeError, nbformat.ValidationError) as e:  # (NotJSONError too)
         return f"{path} is not a Jupyter notebook: {' '.join(str(e).split())[:200]}"
     return None
 
