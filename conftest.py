@@ -113,6 +113,10 @@ _LONGEST_FIRST = ("tests/test_portability.py", "tests/test_portability_isa.py", 
 
 
 def pytest_configure(config):
+    report = os.environ.get("GPT2LIB_DRIFT_REPORT")
+    problem = drift.report_problem(report) if report else None
+    if problem:  # once, in one line, rather than as a failure of every drift-ruled cell
+        raise pytest.UsageError(f"GPT2LIB_DRIFT_REPORT={report}: {problem}")
     # pytest-xdist would otherwise re-sort files by their number of tests (most first), which put the
     # two-test portability file, the longest of all, last
     if hasattr(config.option, "loadscopereorder"):

@@ -122,11 +122,11 @@ def train_config_from_args(args: argparse.Namespace):
         key, raw = item.split("=", 1)
         values[key.strip().replace("-", "_")] = _convert(key.strip().replace("-", "_"), raw)
     from gpt2lib.errors import ConfigError
-    from gpt2lib.options import check_device, check_int, check_precision
+    from gpt2lib.options import check_device, check_precision, check_train_steps
 
     try:
         cfg = TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
-        check_int("max_steps", cfg.max_steps, 1)  # the command line trains at least one step
+        check_train_steps(cfg.max_steps)  # at least one step, as train() requires
         check_device("device", cfg.device)
         check_precision("precision", cfg.precision, cfg.device)
     except ConfigError as e:
@@ -336,19 +336,15 @@ def _train_lock(cfg):
 
 
 def _check_resume_steps(cfg) -> None:
-    """``--resume`` with a ``--max-steps`` the run has already reached would train nothing."""
-    from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
+    """``--resume`` with a ``--max-steps`` the run has already reached would train nothing (the check
+    :func:`gpt2lib.train.train` makes too, spelled as the command line's option)."""
+    from gpt2lib.errors import ConfigError
+    from gpt2lib.options import check_train_steps
 
-    if not cfg.resume:
-        return
     try:
-        state = json.loads((latest_checkpoint(cfg.out_dir) / "state.json").read_text(encoding="utf-8"))
-        step = state["step"]
-    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
-        return  # train() reports a missing or damaged checkpoint itself
-    if isinstance(step, int) and step >= cfg.max_steps:
-        raise UsageError(f"--max-steps {cfg.max_steps}: the run in {cfg.out_dir} is already at step {step}, so "
-                         f"--resume would train nothing; give a --max-steps above {step}")
+        check_train_steps(cfg.max_steps, resume=cfg.resume, out_dir=cfg.out_dir)
+    except ConfigError as e:
+        raise UsageError(_config_error(e).replace("so resume", "so --resume")) from None
 
 
 def _cmd_train(args) -> int:
@@ -538,6 +534,14 @@ def _terminate_like_ctrl_c():
         return None
 
 
+def _aborted_while_starting():
+    """Ctrl-C before a command started: one line, exit 130 (nothing was written yet)."""
+    if os.environ.get("GPT2LIB_DEBUG"):
+        raise KeyboardInterrupt
+    sys.stderr.write("gpt2lib: aborted by SIGINT while starting; nothing was written\n")
+    raise SystemExit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command. A bad command line exits 2; an error the user can fix (gpt2lib's own errors, bad files and
     data, I/O, decoding, a missing optional package, an engine without workers) is one line and exit 1; Ctrl-C
@@ -547,8 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     from gpt2lib.errors import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:  # (building the parser imports torch: seconds, in which a Ctrl-C is one line too)
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        _aborted_while_starting()
     args.argv = argv
     previous = _terminate_like_ctrl_c()
     try:

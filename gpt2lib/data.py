@@ -52,6 +52,10 @@ FORMAT = "gpt2lib-tokens-v1"
 MARKER_FILE = ".gpt2lib-prepare"  # in every tokens-<n>/ subfolder: written by prepare
 _GEN_RE = re.compile(r"tokens-([1-9][0-9]*)")
 _OWN_FILE_RE = re.compile(r"(?:train|val)_\d{6}\.bin|tokenizer\.json|\.gpt2lib-prepare|\..+\.tmp")
+# what a manifest ("files") may list: meta.json, and prepare's own names directly inside a tokens-<n>/ subfolder
+_MANIFEST_RE = re.compile(r"meta\.json|tokens-[1-9][0-9]*/"
+                          r"(?:(?:train|val)_\d{6}\.bin|tokenizer\.json|\.gpt2lib-prepare)")
+_LEGACY_SHARD_RE = re.compile(r"(?:train|val)_\d{6}\.bin")  # shards at the top, before there was a manifest
 
 
 def dtype_for_vocab(n_vocab: int) -> np.dtype:
@@ -272,10 +276,12 @@ def _claim_folder(out: Path, overwrite: bool) -> dict[str, Any] | None:
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
     if (out / META_FILE).exists():
         try:
-            return read_meta(out)
+            meta = read_meta(out)
         except ValueError as e:
             raise ValueError(f"{e}. prepare does not overwrite a {META_FILE} it cannot read as its own; "
                              f"choose another folder or remove the file yourself") from None
+        _check_manifest(out, meta)
+        return meta
     foreign = sorted(p.name for p in out.iterdir() if not _is_own_subfolder(p) and p.name != LOCK_FILE)
     if foreign and not overwrite:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
@@ -287,7 +293,38 @@ def _claim_folder(out: Path, overwrite: bool) -> dict[str, Any] | None:
 
 
 def _is_own_subfolder(path: Path) -> bool:
-    return path.is_dir() and _GEN_RE.fullmatch(path.name) is not None and (path / MARKER_FILE).is_file()
+    """A ``tokens-<n>/`` folder holding prepare's marker; a real folder, not a symlink to one elsewhere."""
+    return (not path.is_symlink() and path.is_dir() and _GEN_RE.fullmatch(path.name) is not None
+            and (path / MARKER_FILE).is_file() and not (path / MARKER_FILE).is_symlink())
+
+
+def _is_plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _check_manifest(out: Path, meta: dict[str, Any]) -> None:
+    """Before any work: every file the old dataset's manifest (``files``) lists must be one ``prepare`` can
+    prove it wrote, since replacing the dataset deletes them: ``meta.json``, or one of prepare's own names
+    (``train_000000.bin``, ``tokenizer.json``, its marker) directly inside a marked ``tokens-<n>/`` folder,
+    none of them a symlink. A hand-edited or copied meta.json naming anything else (``my/notes.txt``,
+    ``data/train_000000.bin``, ``tokens-1/../x``) is refused with a one-line ValueError naming the entry, and
+    nothing is touched. (Folders from before the manifest list only shards: see :func:`_remove_dataset_files`.)"""
+    meta_path = out / META_FILE
+    for rel in meta.get("files", []):
+        why = None
+        if not _MANIFEST_RE.fullmatch(rel):
+            why = ("is not a file prepare writes (meta.json, or train_NNNNNN.bin, val_NNNNNN.bin, tokenizer.json "
+                   "directly in a tokens-<n>/ folder)")
+        elif "/" in rel:
+            folder = out / rel.split("/")[0]
+            if folder.is_symlink() or (folder.exists() and not _is_own_subfolder(folder)):
+                why = f"lies in {folder.name}/, which is not a folder prepare made (a symlink, or no {MARKER_FILE})"
+            elif (out / rel).is_symlink() or ((out / rel).exists() and not (out / rel).is_file()):
+                why = "is a symlink or not a plain file"
+        if why:
+            raise ValueError(f"{meta_path}: files entry {rel!r} {why}; prepare deletes only what it wrote, so it "
+                             f"refuses to replace this dataset. Remove the entry from {META_FILE} (the file stays), "
+                             f"or choose another folder")
 
 
 def _new_subfolder(out: Path) -> Path:
@@ -303,10 +340,10 @@ def _new_subfolder(out: Path) -> Path:
 def _remove_subfolder(gen: Path) -> None:
     """Remove the files ``prepare`` writes from one of its ``tokens-<n>/`` subfolders, then the folder
     if nothing else is in it."""
-    if not gen.is_dir():
+    if not gen.is_dir() or gen.is_symlink():
         return
     for f in gen.iterdir():
-        if f.is_file() and _OWN_FILE_RE.fullmatch(f.name):
+        if _is_plain_file(f) and _OWN_FILE_RE.fullmatch(f.name):
             f.unlink(missing_ok=True)
     try:
         gen.rmdir()
@@ -325,22 +362,27 @@ def _remove_leftovers(out: Path, meta: dict[str, Any] | None) -> None:
 
 
 def _remove_dataset_files(out: Path, meta: dict[str, Any], keep: set[str]) -> None:
-    """Delete a replaced dataset's files: its manifest (``files``), or for folders written before there was a
-    manifest, its shards. Nothing else: a listed file is deleted only if its name is one ``prepare`` gives
-    (``train_000000.bin``, ``tokenizer.json``, ...), so a hand-edited or copied meta.json that lists, say,
-    ``model.safetensors`` cannot make ``prepare`` delete it."""
+    """Delete a replaced dataset's files: its manifest (``files``, checked by :func:`_check_manifest` before
+    any work: prepare's own names inside its marked ``tokens-<n>/`` folders), then those folders if empty.
+    A folder written before there was a manifest lists only its shards: those named ``train_NNNNNN.bin`` or
+    ``val_NNNNNN.bin`` directly in the folder (where the old prepare wrote them) are deleted; any other shard
+    (``my_corpus.bin``, ``sub/train_000000.bin``: a dataset built by hand) is the user's, and stays. Symlinks
+    are never followed or deleted."""
     files = meta.get("files")
     if files is None:
-        files = [s["file"] for split in meta["splits"].values() for s in split["shards"]]
-    for rel in files:
-        if rel in keep or not _OWN_FILE_RE.fullmatch(PurePosixPath(rel).name):
-            continue
-        path = out / rel
-        if path.is_file():
-            path.unlink()
-    for sub in {PurePosixPath(f).parts[0] for f in files if len(PurePosixPath(f).parts) > 1}:
-        if (out / sub).is_dir():
-            _remove_subfolder(out / sub)
+        shards = [s["file"] for split in meta["splits"].values() for s in split["shards"]]
+        for rel in shards:
+            if rel not in keep and _LEGACY_SHARD_RE.fullmatch(rel) and _is_plain_file(out / rel):
+                (out / rel).unlink()
+        return
+    _check_manifest(out, meta)  # (again: the folder is locked, but the check is cheap)
+    own = {sub for sub in {f.split("/")[0] for f in files if "/" in f} if _is_own_subfolder(out / sub)}
+    for rel in files:  # (the marker goes too, so decide which folders are ours first)
+        ours = _MANIFEST_RE.fullmatch(rel) and rel.split("/")[0] in own
+        if ours and rel not in keep and _is_plain_file(out / rel):
+            (out / rel).unlink()
+    for sub in sorted(own):
+        _remove_subfolder(out / sub)
 
 
 def load_tokenizer(data_dir: str | os.PathLike):

@@ -30,9 +30,12 @@ are maps over the same partitions, reduced in the driver.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
 import os
+import signal
+import threading
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -173,10 +176,17 @@ class DaskEngine(SerialEngine):
         else:
             if workers < 1:
                 raise ValueError(f"workers must be >= 1, got {workers}")
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=":0", silence_logs=logging.ERROR)  # any free port
-            self.client = Client(self._cluster)
+            self.client = None
+            try:
+                with _sigint_held():  # the cluster's threads and worker processes ignore Ctrl-C: the driver closes them
+                    self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                 dashboard_address=":0", silence_logs=logging.ERROR)  # any free port
+                    self.client = Client(self._cluster)
+            except BaseException as e:  # e.g. a Ctrl-C held back during the start: close what was started, quietly
+                self.close(interrupted=isinstance(e, KeyboardInterrupt))
+                raise
             self.workers = workers
+        _quiet_cancelled_gathers()
 
     def map(self, fn: Callable, *lists: Sequence) -> list:
         if not lists or not len(lists[0]):
@@ -202,10 +212,69 @@ class DaskEngine(SerialEngine):
     def lengths(self, handles: list) -> list[int]:
         return self.gather(self.map(len, handles))
 
-    def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+    def close(self, interrupted: bool = False) -> None:
+        """Close the client, then the local cluster. ``interrupted`` (a Ctrl-C is on its way out, see
+        ``__exit__``): first quiet Dask's loggers here and on the workers, whose heartbeats and comms then fail
+        one traceback each as the cluster goes down under running tasks; the interruption is reported once."""
+        levels = _quiet_distributed_logs() if interrupted else {}
+        try:
+            if interrupted and self.client is not None and self._cluster is not None:  # our workers: quiet them
+                with contextlib.suppress(Exception):  # (Client.run, but bounded: a stuck worker must not hang Ctrl-C)
+                    self.client.sync(self.client._run, _quiet_distributed_logs, callback_timeout=5)
+            if self.client is not None:
+                self.client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(interrupted=exc_type is not None and issubclass(exc_type, KeyboardInterrupt))
+
+
+def _quiet_distributed_logs() -> dict[str, int]:
+    """Only critical records from Dask's loggers in this process (also run on each worker); returns the
+    levels they had."""
+    levels = {}
+    for name in ["distributed", *[n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]]:
+        levels[name] = logging.getLogger(name).level
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return levels
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Block SIGINT in this (the main) thread while a Dask ``LocalCluster`` starts: the threads it starts, and
+    the worker processes they spawn, inherit the block. A terminal's Ctrl-C goes to every process of its group,
+    and a worker that took it printed a ``KeyboardInterrupt`` traceback of its own; now the driver alone gets
+    it and closes the cluster. A Ctrl-C pressed during the start is held, then raised when the block ends."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # its first start unblocks SIGINT in the calling thread: start it first
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _CancelledGathers(logging.Filter):
+    """Drop asyncio's "Task exception was never retrieved" records of Dask's ``AllExit``: the gather tasks a
+    Ctrl-C left waiting end so when the client closes (one traceback each); the interruption is reported once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (type(exc).__name__ == "AllExit" and type(exc).__module__.startswith("distributed"))
+
+
+def _quiet_cancelled_gathers() -> None:
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _CancelledGathers) for f in log.filters):
+        log.addFilter(_CancelledGathers())
 
 
 def get_engine(name: str = "serial", workers: int = 2, address: str | None = None, retries: int = 2):

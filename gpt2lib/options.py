@@ -17,7 +17,7 @@ from typing import Any
 from gpt2lib.errors import ConfigError
 
 __all__ = ["check_int", "check_real", "check_choice", "check_device", "check_precision", "check_eval",
-           "check_token_ids", "checked_task", "Int", "Real", "OneLineParser", "PRECISIONS"]
+           "check_token_ids", "check_train_steps", "checked_task", "Int", "Real", "OneLineParser", "PRECISIONS"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -202,3 +202,26 @@ def checked_task(task):
                    block_size=block if isinstance(block, int) else None)
         return task(model, tokenizer, **kw)
     return run
+
+
+def check_train_steps(max_steps: Any, *, resume: bool = False, out_dir: Any = None, name: str = "max_steps") -> int:
+    """A training run trains at least one step (GPT-2 §2.3's optimisation, counted in optimizer steps): ``max_steps``
+    is an integer >= 1 and, on ``resume``, above the step of ``out_dir``'s latest checkpoint. Equal is refused
+    too: ``resume`` means "train on", and a run already at ``max_steps`` is finished (load it with
+    :func:`gpt2lib.resolve.resolve_model` or :func:`gpt2lib.checkpoint.load_checkpoint`). ``gpt2lib train`` and
+    :func:`gpt2lib.train.train` both call this, so both refuse with the same words. A missing or damaged
+    checkpoint is left for the loader to report."""
+    check_int(name, max_steps, 1)
+    if resume and out_dir is not None:
+        import json
+
+        from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
+
+        try:
+            step = json.loads((latest_checkpoint(out_dir) / "state.json").read_text(encoding="utf-8"))["step"]
+        except (CheckpointError, OSError, ValueError, KeyError, TypeError):
+            return max_steps
+        if _is_int(step) and step >= max_steps:
+            raise ConfigError(name, f"must be above {step}: the run in {out_dir} is already at step {step}, so "
+                                    f"resume would train nothing, got {max_steps}")
+    return max_steps

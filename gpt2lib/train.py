@@ -43,6 +43,7 @@ from gpt2lib.hardware import estimate_memory, max_micro_batch_size
 from gpt2lib import checkpoint as ckpt
 from gpt2lib.lock import locks_output
 from gpt2lib.model import GPT2, GPT2Config
+from gpt2lib.options import check_train_steps
 from gpt2lib.recipe import batch_loss, configure_optimizer, evaluate_loss, lr_at, optimizer_step
 # the run machinery; LOG, the exceptions, read_log and plot_losses keep their old home here too
 from gpt2lib.runner import (LOG, LogError, NonFiniteLossError, Run, RunExistsError, StopRequests, TrainingAborted,
@@ -201,10 +202,13 @@ def train(cfg: TrainConfig, *, model: GPT2 | None = None, max_time: float | None
     ``cfg.block_size``). ``max_time``: stop (and save) after this many seconds of training.
 
     Raises :class:`RunExistsError` if ``out_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set,
-    and :class:`TrainingInterrupted` after saving when SIGINT / SIGTERM stopped the run early.
+    :class:`~gpt2lib.errors.ConfigError` (a ``ValueError``) naming ``max_steps`` if it would train nothing
+    (``max_steps`` 0, or on ``resume`` not above the checkpoint's step: see
+    :func:`gpt2lib.options.check_train_steps`), and :class:`TrainingInterrupted` after saving when SIGINT / SIGTERM stopped the run early.
     """
     cfg.validate()
     refuse_earlier_run(Path(cfg.out_dir), resume=cfg.resume, overwrite=cfg.overwrite)
+    check_train_steps(cfg.max_steps, resume=cfg.resume, out_dir=cfg.out_dir)  # >= 1 step, above a resumed one
     rank, world, device = setup_distributed(cfg.device)
     precision, amp = mixed_precision(device, cfg.precision)  # bf16 / fp16 autocast on GPUs, fp32 on CPU
     grad_accum = cfg.grad_accum(world)  # tokens_per_step = micro_batch_size x block_size x grad_accum x world

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -270,6 +271,33 @@ def test_max_steps_zero_and_a_resume_below_the_checkpoint_train_nothing_and_say_
         code, lines = _run([*argv, "--resume", "--max-steps", steps], capsys)
         assert code == 2 and len(lines) == 1 and "already at step 4" in lines[0] and "nan" not in lines[0], lines
     assert (out / "log.jsonl").read_bytes() == before
+
+
+def test_the_train_api_refuses_max_steps_that_train_nothing_as_the_cli_does(tiny_run, tmp_path):
+    """Before, train(cfg) with max_steps=0, or resume=True with max_steps at or below the checkpoint's step,
+    returned a summary with no losses (the CLI printed "train loss nan"); only the CLI refused. Now train()
+    raises the same ConfigError (a ValueError naming max_steps) before touching the folder. Equal counts as
+    nothing to train: resume means "train on", and a finished run is loaded, not resumed."""
+    from gpt2lib.cli import train_config_from_args
+    from gpt2lib.train import train
+
+    argv, out = tiny_run
+    cfg = train_config_from_args(build_parser().parse_args([*argv, "--max-steps", "4"]))
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    fresh = dataclasses.replace(cfg, out_dir=str(out.parent / "never"), max_steps=0)
+    with pytest.raises(ValueError, match=r"^max_steps: must be an integer >= 1, got 0$"):
+        train(fresh)
+    assert not (out.parent / "never").exists()
+    for steps in (0, 2, 4):
+        with pytest.raises(ConfigError) as info:
+            train(dataclasses.replace(cfg, max_steps=steps, resume=True))
+        assert info.value.option == "max_steps" and len(str(info.value).splitlines()) == 1
+        if steps:
+            assert "already at step 4" in str(info.value) and f"got {steps}" in str(info.value)
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    shutil.copytree(out, tmp_path / "out")  # one step above the checkpoint still trains (on a copy of the run)
+    res = train(dataclasses.replace(cfg, out_dir=str(tmp_path / "out"), max_steps=5, resume=True))
+    assert res["step"] == 5 and len(res["losses"]) == 1 and math.isfinite(res["losses"][0])
 
 
 @pytest.mark.parametrize("pattern", ["", r"\p{L}+", r"(\p{L}+)+$"])

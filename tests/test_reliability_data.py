@@ -416,15 +416,17 @@ def test_cli_reports_a_failed_download_in_one_line(tmp_path, monkeypatch, capsys
 # --- review fixes -------------------------------------------------------------------------------------------
 def test_a_manifest_listing_a_users_file_cannot_make_prepare_delete_it(tmp_path, tok):
     """meta.json's "files" is trusted only for names prepare gives its files: a hand-edited or copied
-    meta.json that lists model.safetensors (or a hand-built dataset whose shard is my_corpus.bin) loses
-    nothing when the folder is re-prepared. Before, both files were deleted."""
+    meta.json that lists model.safetensors is refused, naming the entry, and loses nothing (issue 22: refused
+    rather than skipped, so the user learns the manifest is not prepare's); a hand-built dataset whose shard
+    is my_corpus.bin loses nothing when the folder is re-prepared. Before, both files were deleted."""
     d = tmp_path / "d"
     prepare(DOCS, d, tok, progress=False)
     (d / "model.safetensors").write_bytes(b"precious")
     meta = json.loads((d / "meta.json").read_text())
     meta["files"].append("model.safetensors")
     (d / "meta.json").write_text(json.dumps(meta))
-    prepare(DOCS[:20], d, tok, progress=False)
+    with pytest.raises(ValueError, match=r"files entry 'model.safetensors' is not a file prepare writes"):
+        prepare(DOCS[:20], d, tok, progress=False)
     assert (d / "model.safetensors").read_bytes() == b"precious"
 
     hand = tmp_path / "hand"  # a dataset built by hand in the old layout (no manifest), shard named by its user
@@ -448,3 +450,110 @@ def test_a_byte_swapped_dtype_is_refused_not_written_as_garbage(tmp_path, tok):
     meta = prepare(DOCS, tmp_path / "e", tok, progress=False, dtype="<u2" if sys.byteorder == "little" else ">u2")
     first = TokenShards.open(tmp_path / "e", "train").tokens()[:5].tolist()
     assert meta["dtype"] == "uint16" and first[0] == tok.eot
+
+
+# --- issue 22: a hand-edited meta.json naming user files in a subfolder ----------------------------------------
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _users_subfolder(d: Path) -> None:
+    """A user's own folder inside the dataset folder, its files named like prepare's."""
+    (d / "mine").mkdir()
+    (d / "mine" / "train_000000.bin").write_bytes(b"\x00my own corpus, tokenized by me")
+    (d / "mine" / "tokenizer.json").write_bytes(b'{"my": "tokenizer"}')
+    (d / "mine" / "notes.txt").write_bytes(b"do not delete")
+
+
+@pytest.mark.parametrize("entry", ["mine/train_000000.bin", "mine/tokenizer.json", "./mine/train_000000.bin",
+                                   "tokens-1/../mine/train_000000.bin", "tokens-1//train_000000.bin",
+                                   "tokens-1/sub/train_000000.bin", "tokens-1\\train_000000.bin", "tokenizer.json"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_hand_edited_manifest_naming_a_users_file_is_refused_and_nothing_is_touched(tmp_path, tok, entry,
+                                                                                     overwrite):
+    """Issue 22 item 7: a meta.json whose "files" names mine/train_000000.bin made prepare (and --overwrite)
+    delete that user file, and empty the user's mine/ folder of every file with one of prepare's names. Now an
+    entry that is not one of prepare's names directly inside a marked tokens-<n>/ folder is refused before any
+    work with one line naming it; every file in the folder stays byte for byte."""
+    d = tmp_path / "d"
+    prepare(DOCS, d, tok, progress=False)
+    _users_subfolder(d)
+    if entry == "tokenizer.json":
+        (d / "tokenizer.json").write_bytes(b"a user's tokenizer at the top")
+    meta = json.loads((d / "meta.json").read_text())
+    meta["files"].append(entry)
+    (d / "meta.json").write_text(json.dumps(meta))
+    before = _snapshot(d)
+    with pytest.raises(ValueError) as info:
+        prepare(DOCS[:20], d, tok, progress=False, overwrite=overwrite)
+    msg = str(info.value)
+    assert len(msg.splitlines()) == 1 and (repr(entry) in msg or (".." in entry and "outside" in msg)), msg
+    assert _snapshot(d) == before
+
+
+def test_cli_reports_a_manifest_naming_a_users_file_in_one_line(tmp_path, tok, capsys):
+    from gpt2lib.cli import main
+
+    text = tmp_path / "in.txt"
+    text.write_text("\n\n".join(DOCS), encoding="utf-8")
+    d = tmp_path / "d"
+    assert main(["prepare", "--input", str(text), "--out", str(d)]) == 0
+    _users_subfolder(d)
+    meta = json.loads((d / "meta.json").read_text())
+    meta["files"] += ["mine/train_000000.bin", "mine/notes.txt"]
+    (d / "meta.json").write_text(json.dumps(meta))
+    before = _snapshot(d)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["prepare", "--input", str(text), "--out", str(d), "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 1 and len(err) == 1 and "'mine/train_000000.bin'" in err[0], err
+    assert _snapshot(d) == before
+
+
+def test_a_manifest_entry_in_a_symlinked_or_unmarked_tokens_folder_is_refused(tmp_path, tok):
+    """tokens-<n>/ must be a real folder holding prepare's marker: a symlink named tokens-5 pointing at the
+    user's folder (even one holding a copied marker), or a tokens-6/ the user made, is not prepare's."""
+    d, elsewhere = tmp_path / "d", tmp_path / "elsewhere"
+    prepare(DOCS, d, tok, progress=False)
+    elsewhere.mkdir()
+    (elsewhere / ".gpt2lib-prepare").write_text("copied along with a dataset")
+    (elsewhere / "train_000000.bin").write_bytes(b"the user's only copy")
+    (d / "tokens-5").symlink_to(elsewhere, target_is_directory=True)
+    (d / "tokens-6").mkdir()
+    (d / "tokens-6" / "val_000000.bin").write_bytes(b"mine too")
+    outside = _snapshot(elsewhere)
+    for entry in ("tokens-5/train_000000.bin", "tokens-6/val_000000.bin"):
+        meta = json.loads((d / "meta.json").read_text())
+        (d / "meta.json").write_text(json.dumps({**meta, "files": meta["files"] + [entry]}))
+        before = _snapshot(d)
+        with pytest.raises(ValueError, match=rf"files entry '{entry}' lies in {entry.split('/')[0]}/, which is not"):
+            prepare(DOCS[:20], d, tok, progress=False)
+        assert _snapshot(d) == before and _snapshot(elsewhere) == outside
+        (d / "meta.json").write_text(json.dumps(meta))
+    # unlisted, the symlink is not taken for a killed prepare's leftovers either (which are deleted)
+    new = prepare(DOCS[:20], d, tok, progress=False)
+    assert _snapshot(elsewhere) == outside and (d / "tokens-5").is_symlink()
+    assert (d / "tokens-6" / "val_000000.bin").read_bytes() == b"mine too"
+    assert _all_files(d) == set(new["files"]) | {"tokens-6/val_000000.bin"}  # (rglob does not enter tokens-5)
+
+
+def test_a_dataset_from_before_the_manifest_with_a_shard_in_a_users_subfolder_loses_nothing(tmp_path, tok):
+    """Without a manifest only the shard list says which files are the dataset's: shards named like the old
+    prepare's, directly in the folder, are replaced; a shard in a subfolder (a hand-built dataset) stays, and
+    so do the other files of that subfolder. Before, prepare deleted mine/train_000000.bin and emptied mine/
+    of everything with one of its names (mine/tokenizer.json)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    _users_subfolder(d)
+    ids = np.array(tok.encode_batch(DOCS[:3])[0], dtype=np.uint16)
+    ids.tofile(d / "mine" / "train_000000.bin")
+    (d / "meta.json").write_text(json.dumps({
+        "format": "gpt2lib-tokens-v1", "tokenizer": "gpt2", "n_vocab": tok.n_vocab, "eot": tok.eot,
+        "dtype": "uint16", "splits": {"train": {"documents": 1, "tokens": len(ids), "bytes": 10,
+                                                "shards": [{"file": "mine/train_000000.bin", "tokens": len(ids)}]}}}))
+    np.testing.assert_array_equal(_tokens(d), ids)  # a valid dataset, as its user made it
+    mine = _snapshot(d / "mine")
+    new = prepare(DOCS, d, tok, progress=False)
+    assert _snapshot(d / "mine") == mine
+    assert _all_files(d) == set(new["files"]) | {f"mine/{f}" for f in mine}

@@ -1,7 +1,14 @@
 """One-off: insert the diagram cells (markdown, MyST figure directives) into the chapters, after given cells.
 
-Idempotent: a cell whose id already exists is replaced, not duplicated. Run from the repository root."""
+Idempotent: a cell whose id already exists is replaced, not duplicated. Paths are the repository's (any working
+directory); every chapter and anchor cell is found before any is written."""
+import argparse
+import sys
+from pathlib import Path
+
 import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FIG = """```{{figure}} figures/{file}.svg
 :alt: {alt}
@@ -148,10 +155,22 @@ CELLS = {
 }
 
 
-def main():
+def main(argv=None, root: Path = ROOT) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)  # no options: --help explains, anything else is an error (and nothing is written)
+    books = {}
     for chapter, cells in CELLS.items():
-        path = f"book/{chapter}.ipynb"
-        nb = nbformat.read(path, as_version=4)
+        path = root / "book" / f"{chapter}.ipynb"
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except (OSError, ValueError, TypeError, AttributeError) as e:  # missing, or not a notebook
+            parser.error(f"{path}: {' '.join(str(e).split())[:200]}")
+        ids = [c.get("id") for c in nb.cells]
+        lost = [after for after, new_id, *_ in cells if new_id not in ids and after not in ids]
+        if lost:
+            parser.error(f"{path}: no cell {', '.join(lost)} to insert the diagram after; nothing was written")
+        books[path] = (nb, cells)
+    for path, (nb, cells) in books.items():
         for after, new_id, lead, file, alt, caption, width in cells:
             source = lead + "\n\n" + FIG.format(file=file, alt=alt, name=file.replace("_", "-"), width=width,
                                                 caption=caption)
@@ -163,7 +182,8 @@ def main():
             else:
                 nb.cells.insert(ids.index(after) + 1, cell)
         nbformat.write(nb, path)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

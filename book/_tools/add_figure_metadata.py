@@ -1,8 +1,15 @@
 """One-off: give every plot cell MyST-NB figure metadata (numbered caption, name, alt text).
 
 ``mystnb.figure.caption`` / ``.name`` make the output a numbered, referenceable figure; ``mystnb.image.alt`` is
-the image's alt text. Only metadata changes: outputs stay as committed. Run from the repository root."""
+the image's alt text. Only metadata changes: outputs stay as committed. Paths are the repository's (any
+working directory); every chapter and cell is found before any is written."""
+import argparse
+import sys
+from pathlib import Path
+
 import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
 
 META = {
     ("abstract", "abstract-03"): (
@@ -123,12 +130,24 @@ META = {
 }
 
 
-def main():
+def main(argv=None, root: Path = ROOT) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)  # no options: --help explains, anything else is an error (and nothing is written)
     chapters = sorted({c for c, _ in META})
-    done = set()
+    books = {}
     for chapter in chapters:
-        path = f"book/{chapter}.ipynb"
-        nb = nbformat.read(path, as_version=4)
+        path = root / "book" / f"{chapter}.ipynb"
+        try:
+            books[path] = nbformat.read(path, as_version=4)
+        except (OSError, ValueError, TypeError, AttributeError) as e:  # missing, or not a notebook
+            parser.error(f"{path}: {' '.join(str(e).split())[:200]}")
+    found = {(path.stem, cell.get("id")) for path, nb in books.items() for cell in nb.cells}
+    missing = sorted(set(META) - found)
+    if missing:
+        parser.error(f"cells not found (renamed or removed?): {', '.join(f'{c}/{i}' for c, i in missing)}; "
+                     f"nothing was written")
+    for path, nb in books.items():
+        chapter = path.stem
         for cell in nb.cells:
             key = (chapter, cell.get("id"))
             if key in META:
@@ -142,11 +161,9 @@ def main():
                     mystnb["figure"] = {"caption": caption, "name": "fig-" + cell["id"]}
                 else:
                     mystnb.pop("figure", None)
-                done.add(key)
         nbformat.write(nb, path)
-    missing = set(META) - done
-    assert not missing, missing
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -118,6 +118,21 @@ def observed(ref: list[dict], test: list[dict], skip: Iterable[str]) -> dict[str
             "max_abs": max((abs(t - r) for r, t in pairs), default=0.0)}
 
 
+def report_problem(path: str | Path) -> str | None:
+    """Why ``GPT2LIB_DRIFT_REPORT=path`` cannot take the report's lines (checked once, before any chapter runs),
+    or None. A missing folder is made."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder; name the .jsonl file to append the report to (e.g. _build/portability/x86.jsonl)"
+    if path.parent.exists() and not path.parent.is_dir():
+        return f"{path.parent} is a file, not a folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot make its folder {path.parent}: {e.strerror}"
+    return None
+
+
 def append_report(path: str | Path, notebook: Any, cell: Any, rule: dict, seen: dict, reason: str | None) -> None:
     """Append one JSON line about a drift-ruled cell to ``path`` (see ``book/_tools/calibration.py``)."""
     record = {"notebook": Path(str(notebook)).name, "cell": cell.get("id"), "rule": rule, **seen,

@@ -52,17 +52,46 @@ def execute(path: Path, timeout: int = 600, out: Path | None = None) -> float:
     return seconds
 
 
+def _unusable(path: Path, in_place: bool) -> str | None:
+    """Why ``path`` cannot be executed (checked for every notebook before any runs), or None."""
+    if not path.is_file():
+        return f"{path} does not exist" if not path.exists() else f"{path} is not a file"
+    if in_place and not path.is_relative_to(ROOT):
+        return (f"{path} is outside the repository {ROOT}: execute.py runs the book's chapters in place; "
+                f"pass --out FOLDER to execute a copy of another notebook")
+    try:
+        nbformat.validate(nbformat.read(path, as_version=4))
+    except (OSError, UnicodeDecodeError) as e:
+        return f"{path} cannot be read: {e}"
+    except (ValueError, TypeError, KeyError, AttributeError, nbformat.ValidationError) as e:  # (NotJSONError too)
+        return f"{path} is not a Jupyter notebook: {' '.join(str(e).split())[:200]}"
+    return None
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--all", action="store_true", help="every chapter in _toc.yml")
     parser.add_argument("--out", type=Path, help="write executed copies here instead of in place")
     args = parser.parse_args(argv)
-    set_offline_defaults(ROOT)  # the same environment as CI's notebook kernels
-    warm_zoo()  # trained here, not inside a chapter, so no first-use notice lands in a committed output
+    # every input is checked before the (minutes of) model training and execution, so a typo fails at once
+    if args.all == bool(args.notebooks):
+        parser.error("give the notebooks to execute, or --all (not both)")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} exists and is not a folder")
     paths = chapter_notebooks() if args.all else [p.resolve() for p in args.notebooks]
     for path in paths:
-        print(f"{path.relative_to(ROOT)}: {execute(path, out=args.out):.1f} s", flush=True)
+        problem = _unusable(path, in_place=args.out is None)
+        if problem:
+            parser.error(problem)
+    set_offline_defaults(ROOT)  # the same environment as CI's notebook kernels
+    warm_zoo()  # trained here, not inside a chapter, so no first-use notice lands in a committed output
+    for path in paths:
+        print(f"{_shown(path)}: {execute(path, out=args.out):.1f} s", flush=True)
     return 0
 
 

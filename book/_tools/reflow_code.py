@@ -112,10 +112,27 @@ def reflow(src, limit=LIMIT):
     assert ast.dump(ast.parse(out)) == before
     return out, [l for l in lines if len(l) > limit]
 
-if __name__ == "__main__":
-    write = "--write" in sys.argv
-    for path in [a for a in sys.argv[1:] if not a.startswith("--")]:
+def _read(path: str, parser):
+    """The notebook at ``path``, or a one-line usage error naming what is wrong with it."""
+    try:
         nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except (OSError, UnicodeDecodeError) as e:
+        parser.error(f"{path} cannot be read: {e.strerror if isinstance(e, OSError) else e}")
+    except (ValueError, TypeError, KeyError, AttributeError, nbformat.ValidationError) as e:
+        parser.error(f"{path} is not a Jupyter notebook: {' '.join(str(e).split())[:200]}")
+    return nb
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", help="the chapters to reflow (book/*.ipynb)")
+    parser.add_argument("--write", action="store_true", help="rewrite the notebooks (else print the new cells)")
+    args = parser.parse_args(argv)
+    books = [(path, _read(path, parser)) for path in args.notebooks]  # all checked before any is written
+    for path, nb in books:
         changed = 0
         for c in nb.cells:
             if c.cell_type != "code" or "setup" in c.metadata.get("tags", []):
@@ -123,11 +140,16 @@ if __name__ == "__main__":
             new, left = reflow(c.source)
             if new != c.source:
                 changed += 1
-                if not write:
+                if not args.write:
                     print(f"--- {path} {c.get('id')}\n{new}\n")
                 c.source = new
             for l in left:
                 print(f"LEFT {path} {c.get('id')}: {l}")
-        if write and changed:
+        if args.write and changed:
             nbformat.write(nb, path)
         print(f"{path}: {changed} cells reflowed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
