@@ -158,9 +158,16 @@ def _tokenizer(recipe: dict[str, Any], docs: list[str]):
     return BytePairTokenizer(name=name).train("\n\n".join(docs), recipe["tokenizer"]["bpe_vocab_size"])
 
 
+def _prepare(docs: list[str], tok, data_dir: Path) -> dict[str, Any]:
+    """Tokenize a recipe's documents into ``data_dir``: 5% of the documents form the held-out split, as GPT-2's
+    "5% held-out sample of WebText" (§3), chosen by :func:`gpt2lib.data.prepare`'s seeded permutation."""
+    from gpt2lib.data import prepare
+
+    return prepare(docs, data_dir, tok, val_fraction=0.05, progress=False)
+
+
 def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
     """Train ``recipe`` into the folder ``out`` (model.safetensors, config.json, maybe tokenizer.json)."""
-    from gpt2lib.data import prepare
     from gpt2lib.train import TrainConfig, train
 
     threads = torch.get_num_threads()
@@ -170,7 +177,7 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
         tok = _tokenizer(recipe, docs)
         tmp = out / "_work"  # the parent process follows tmp/run/log.jsonl for its progress bar
         try:
-            prepare(docs, Path(tmp) / "data", tok, val_fraction=0.05, progress=False)
+            _prepare(docs, tok, Path(tmp) / "data")
             torch.manual_seed(recipe["train"]["seed"])
             config = GPT2Config(vocab_size=tok.n_vocab, **recipe["model"])
             model = GPT2(config)
