@@ -2,7 +2,9 @@
 
 ``load_pretrained_tiny("webtext-tiny")`` returns ``(model, tokenizer)``: a 4-layer, 128-wide GPT-2 with the real
 GPT-2 tokenizer (so the §3 evaluations run on it), trained for well under a minute on the WebText sample.
-``"shakespeare-tiny"`` is the same model size with a 1024-token BPE trained on Tiny Shakespeare.
+``"shakespeare-tiny"`` is the same model size with a 1024-token BPE trained on Tiny Shakespeare. ``"miniworld-*"``
+(the thesis chapter) and ``"webtext-ladder-*"`` (a miniature of GPT-2's Figure 4, §4) are ladders of four sizes,
+each trained on one thread with the same data and token budget; :func:`model_card` gives their recorded losses.
 
 The first call trains the model deterministically and writes ``model.safetensors`` + ``config.json``
 (+ ``tokenizer.json``) under ``<cache>/zoo/<name>-<hash>/``; later calls load that folder. Training runs in a
