@@ -2,7 +2,9 @@
 
 ``load_pretrained_tiny("webtext-tiny")`` returns ``(model, tokenizer)``: a 4-layer, 128-wide GPT-2 with the real
 GPT-2 tokenizer (so the §3 evaluations run on it), trained for well under a minute on the WebText sample.
-``"shakespeare-tiny"`` is the same model size with a 1024-token BPE trained on Tiny Shakespeare.
+``"shakespeare-tiny"`` is the same model size with a 1024-token BPE trained on Tiny Shakespeare. ``"miniworld-*"``
+(the thesis chapter) and ``"webtext-ladder-*"`` (a miniature of GPT-2's Figure 4, §4) are ladders of four sizes,
+each trained on one thread with the same data and token budget; :func:`model_card` gives their recorded losses.
 
 The first call trains the model deterministically and writes ``model.safetensors`` + ``config.json``
 (+ ``tokenizer.json``) under ``<cache>/zoo/<name>-<hash>/``; later calls load that folder. Training runs in a
@@ -76,10 +78,26 @@ for _size, _shape in MINIWORLD_SIZES.items():
             **_MINIWORLD, "control": _control, "model": {**_shape, "block_size": 128},
             "train": {**_MINIWORLD["train"], **_MINIWORLD_LR.get(_size, {})}}
 
+# Mini Figure 4 (GPT-2 §4): the same ladder of shapes trained on the WebText sample, with a 1024-token BPE learnt on
+# the sample (GPT-2's 50,257-wide output layer would cost ~1 s per 1024 tokens), one thread each, the same data and
+# token budget for every size: 400 steps of 512 tokens (about a seventh of the training split, so no window is seen
+# twice). Held-out loss on the 5% of documents that data.prepare keeps out, every eval_interval steps; at the end
+# the train and the held-out loss measured alike, on the first final_eval_batches batches of each split.
+_WEBTEXT_LADDER = {"dataset": "webtext-sample", "tokenizer": {"bpe_vocab_size": 1024}, "threads": 1, "version": 1,
+                   "final_eval_batches": 32,
+                   "train": {**_TRAIN, "micro_batch_size": 4, "tokens_per_step": 512, "max_steps": 400,
+                             "lr": 1.5e-3, "min_lr": 1.5e-4, "eval_interval": 50, "eval_batches": 8,
+                             "log_interval": 1}}
+# The learning rate tuned per size on held-out loss, as GPT-2's (§3), among 1.5e-3, 3e-3 and 6e-3 (600-step runs).
+_WEBTEXT_LADDER_LR = {"xs": {"lr": 3e-3, "min_lr": 3e-4}}
+for _size, _shape in MINIWORLD_SIZES.items():
+    RECIPES[f"webtext-ladder-{_size}"] = {**_WEBTEXT_LADDER, "model": {**_shape, "block_size": 128},
+                                          "train": {**_WEBTEXT_LADDER["train"], **_WEBTEXT_LADDER_LR.get(_size, {})}}
 
 # Roughly how long a first-use training takes on an idle 2-core machine (said before it starts).
 _EXPECTED_SECONDS = {"webtext-tiny": 60, "shakespeare-tiny": 45, "miniworld-xs": 10, "miniworld-s": 20,
-                     "miniworld-m": 40, "miniworld-l": 75, "miniworld-control-xs": 10, "miniworld-control-l": 75}
+                     "miniworld-m": 40, "miniworld-l": 75, "miniworld-control-xs": 10, "miniworld-control-l": 75,
+                     "webtext-ladder-xs": 10, "webtext-ladder-s": 15, "webtext-ladder-m": 25, "webtext-ladder-l": 40}
 
 
 def training_environment(recipe: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -138,12 +156,20 @@ def _tokenizer(recipe: dict[str, Any], docs: list[str]):
     if recipe["dataset"] == "miniworld":  # one tokenizer for the world and its control: learnt on the world
         return BytePairTokenizer(name="miniworld-bpe").train(_world(recipe, False).text,
                                                              recipe["tokenizer"]["bpe_vocab_size"])
-    return BytePairTokenizer(name="shakespeare-bpe").train("\n\n".join(docs), recipe["tokenizer"]["bpe_vocab_size"])
+    name = "shakespeare-bpe" if recipe["dataset"] == "tiny-shakespeare" else f"{recipe['dataset']}-bpe"
+    return BytePairTokenizer(name=name).train("\n\n".join(docs), recipe["tokenizer"]["bpe_vocab_size"])
+
+
+def _prepare(docs: list[str], tok, data_dir: Path) -> dict[str, Any]:
+    """Tokenize a recipe's documents into ``data_dir``: 5% of the documents form the held-out split, as GPT-2's
+    "5% held-out sample of WebText" (§3), chosen by :func:`gpt2lib.data.prepare`'s seeded permutation."""
+    from gpt2lib.data import prepare
+
+    return prepare(docs, data_dir, tok, val_fraction=0.05, progress=False)
 
 
 def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
     """Train ``recipe`` into the folder ``out`` (model.safetensors, config.json, maybe tokenizer.json)."""
-    from gpt2lib.data import prepare
     from gpt2lib.train import TrainConfig, train
 
     threads = torch.get_num_threads()
@@ -153,7 +179,7 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
         tok = _tokenizer(recipe, docs)
         tmp = out / "_work"  # the parent process follows tmp/run/log.jsonl for its progress bar
         try:
-            prepare(docs, Path(tmp) / "data", tok, val_fraction=0.05, progress=False)
+            _prepare(docs, tok, Path(tmp) / "data")
             torch.manual_seed(recipe["train"]["seed"])
             config = GPT2Config(vocab_size=tok.n_vocab, **recipe["model"])
             model = GPT2(config)
@@ -162,11 +188,14 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
             start, cpu = time.perf_counter(), time.process_time()
             res = train(cfg, model=model)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            measured = _final_losses(model, Path(tmp) / "data", recipe) if recipe.get("final_eval_batches") else {}
+            history = _history(Path(tmp) / "run" / "log.jsonl")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         save_file(model_state_dict(model), str(out / "model.safetensors"))
         (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "recipe": recipe,
                                                      "val_loss": res["val_loss"], "val_bpb": res["val_bpb"],
+                                                     **measured, "history": history,
                                                      "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
                                                      "n_params": sum(p.numel() for p in model.parameters())},
                                                     indent=1))
@@ -174,6 +203,30 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
             tok.save(out / "tokenizer.json")
     finally:
         torch.set_num_threads(threads)
+
+
+def _final_losses(model, data_dir: Path, recipe: dict[str, Any]) -> dict[str, float]:
+    """Figure 4's two numbers at the end of training: the mean loss on the first ``final_eval_batches`` batches
+    (corpus order) of the train split and of the held-out split, measured the same way (GPT-2 §4)."""
+    from gpt2lib.data import TokenShards
+    from gpt2lib.recipe import evaluate_loss
+
+    t = recipe["train"]
+    out = {}
+    for split in ("train", "val"):
+        loss, bpb = evaluate_loss(model, TokenShards.open(data_dir, split), t["block_size"], t["micro_batch_size"],
+                                  recipe["final_eval_batches"], torch.device("cpu"))
+        out[f"final_{split}_loss"], out[f"final_{split}_bpb"] = loss, bpb
+    return out
+
+
+def _history(log: Path) -> dict[str, list]:
+    """The run's ``log.jsonl`` in columns: every logged step's training-batch loss, and the held-out loss at each
+    evaluation (so a loss-against-steps curve comes from the cache, without retraining)."""
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    evals = [r for r in records if r.get("val_loss") is not None]
+    return {"step": [r["step"] for r in records], "loss": [r["loss"] for r in records],
+            "val_step": [r["step"] for r in evals], "val_loss": [r["val_loss"] for r in evals]}
 
 
 def _train_in_child(name: str, recipe: dict[str, Any], out: Path, progress: bool) -> None:

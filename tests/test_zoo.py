@@ -1,6 +1,7 @@
 """gpt2lib.zoo: small cached models, trained deterministically on first use."""
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -144,3 +145,67 @@ def test_a_miniworld_model_and_its_control_share_the_tokenizer_and_record_their_
     assert card["train_seconds"] > 0 and card["train_cpu_seconds"] > 0
     assert not any(torch.equal(a, b) for a, b in zip(m.state_dict().values(), c.state_dict().values())
                    if a.dim() == 2)  # trained on other text
+
+
+def test_the_webtext_ladder_differs_only_in_size():
+    """Mini Figure 4 (GPT-2 §4): the thesis ladder's shapes on the WebText sample, with the same data, tokenizer,
+    token budget and training settings for every size (the learning rate alone tuned per size, as GPT-2's, §3),
+    one thread each, and parameters spanning more than ten times."""
+    from gpt2lib.model import GPT2, GPT2Config
+
+    ladder = [zoo.RECIPES[f"webtext-ladder-{s}"] for s in zoo.MINIWORLD_SIZES]
+    assert len(ladder) >= 4
+
+    def rest(r):
+        return {**r, "model": None, "train": {k: v for k, v in r["train"].items() if k not in ("lr", "min_lr")}}
+
+    for r, shape in zip(ladder, zoo.MINIWORLD_SIZES.values()):
+        assert rest(r) == rest(ladder[0]) and r["threads"] == 1 and r["dataset"] == "webtext-sample"
+        assert r["model"] == {**shape, "block_size": r["train"]["block_size"]}
+        assert r["train"]["eval_interval"] > 0 and r["train"]["log_interval"] == 1  # loss against steps
+    params = [GPT2(GPT2Config(vocab_size=r["tokenizer"]["bpe_vocab_size"], **r["model"])).num_parameters()
+              for r in ladder]
+    assert params == sorted(params) and params[-1] > 10 * params[0]
+
+
+def test_the_webtext_ladders_held_out_documents_are_never_trained_on(tmp_path):
+    """The held-out split is whole documents of the sample: decoded back from the shards, the two splits are
+    disjoint, together they are the sample, and no held-out document occurs anywhere in the training text."""
+    import numpy as np
+
+    from gpt2lib.data import TokenShards
+
+    recipe = zoo.RECIPES["webtext-ladder-xs"]
+    docs = zoo._documents(recipe)
+    tok = zoo._tokenizer(recipe, docs)
+    zoo._prepare(docs, tok, tmp_path)
+
+    def split_docs(split):
+        ids = np.concatenate([np.asarray(a) for a in TokenShards.open(tmp_path, split).arrays]).tolist()
+        text = tok.decode(ids, errors="strict")
+        marker = tok.decode([tok.eot])
+        return [d for d in text.split(marker) if d], text
+
+    train_docs, train_text = split_docs("train")
+    val_docs, _ = split_docs("val")
+    assert len(val_docs) == round(0.05 * len(docs)) and len(train_docs) + len(val_docs) == len(docs)
+    assert sorted(train_docs + val_docs) == sorted(docs)
+    assert not set(val_docs) & set(train_docs)
+    assert not any(d in train_text for d in val_docs)  # searched, not assumed from the split
+
+
+@pytest.mark.slow
+def test_a_webtext_ladder_model_trains_to_the_same_bits_twice_and_records_its_curves(tmp_path):
+    m1, _ = load_pretrained_tiny("webtext-ladder-xs", cache_dir=tmp_path / "a", progress=False, max_steps=3)
+    m2, tok = load_pretrained_tiny("webtext-ladder-xs", cache_dir=tmp_path / "b", progress=False, max_steps=3)
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    cards = [zoo.model_card("webtext-ladder-xs", cache_dir=tmp_path / d, progress=False, max_steps=3) for d in "ab"]
+    assert cards[0] == cards[1] | {"train_seconds": cards[0]["train_seconds"],
+                                   "train_cpu_seconds": cards[0]["train_cpu_seconds"]}
+    card = cards[0]
+    assert card["history"]["step"] == [1, 2, 3] and card["history"]["val_step"] == [3]
+    assert card["history"]["val_loss"] == [card["val_loss"]]
+    # at the start of training every loss is close to that of a uniform guess over the vocabulary
+    for key in ("final_train_loss", "final_val_loss"):
+        assert abs(card[key] - math.log(tok.n_vocab)) < 0.5
