@@ -1,4 +1,4 @@
-"""Atomic file writes, shared by every module that saves something.
+"""Atomic file writes, shared by every module that saves something, and the one reader of a JSON-object file.
 
 A reader, a crash or a ``kill -9`` never sees a half-written file: the data goes to a temporary file
 beside the target, which is flushed to disk (fsync) and then renamed over the target in one step
@@ -12,13 +12,14 @@ the next write of the same target removes such leftovers: only names of the form
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-__all__ = ["normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
+__all__ = ["read_json_object", "normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
            "remove_stale_temporaries"]
 
 _TEMP = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
@@ -111,3 +112,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def read_json_object(path: str | os.PathLike, *, error: type[Exception] = ValueError,
+                     not_json: str = "is not valid JSON", hint: str = "") -> dict[str, Any]:
+    """The JSON object that the file ``path`` holds; a file that is not UTF-8 JSON, or JSON that is not an
+    object, is one ``error`` naming the file and what is wrong (``"<path> <not_json> (why)"`` or ``"<path>
+    holds a JSON list, not an object"``, then ``"; <hint>"`` if given). A missing or unreadable file raises
+    the ``OSError`` (which names it) unchanged."""
+    path = Path(path)
+    then = f"; {hint}" if hint else ""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} {not_json} ({e}){then}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} holds a JSON {type(value).__name__}, not an object{then}")
+    return value

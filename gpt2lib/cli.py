@@ -22,6 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from gpt2lib._io import read_json_object
 from gpt2lib.options import Int, OneLineParser, Real
 
 __all__ = ["main", "build_parser", "train_config_from_args", "UsageError", "InputError", "is_user_error"]
@@ -97,12 +98,9 @@ def _load_config_file(path: str) -> dict[str, Any]:
             raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
     if p.suffix == ".json":
         try:
-            values = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UsageError(f"--config: {path} is not valid JSON: {e}") from None
-        if not isinstance(values, dict):
-            raise UsageError(f"--config: {path} holds a JSON {type(values).__name__}, not an object of settings")
-        return values
+            return read_json_object(p)
+        except ValueError as e:
+            raise UsageError(f"--config: {e}") from None
     raise UsageError(f"--config: {path} must end in .json or .toml")
 
 
@@ -342,9 +340,8 @@ def _check_resume_steps(cfg) -> None:
     if not cfg.resume:
         return
     try:
-        state = json.loads((latest_checkpoint(cfg.out_dir) / "state.json").read_text(encoding="utf-8"))
-        step = state["step"]
-    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
+        step = read_json_object(latest_checkpoint(cfg.out_dir) / "state.json").get("step")
+    except (CheckpointError, OSError, ValueError):
         return  # train() reports a missing or damaged checkpoint itself
     if isinstance(step, int) and step >= cfg.max_steps:
         raise UsageError(f"--max-steps {cfg.max_steps}: the run in {cfg.out_dir} is already at step {step}, so "

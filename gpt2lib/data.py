@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gpt2lib._io import atomic_write_bytes
+from gpt2lib._io import atomic_write_bytes, read_json_object
 from gpt2lib.lock import LOCK_FILE, locks_output
 
 __all__ = ["prepare", "TokenShards", "TokenLoader", "split_documents", "dtype_for_vocab", "load_tokenizer",
@@ -382,12 +382,7 @@ def read_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
     meta_path = Path(data_dir) / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} not found: {data_dir} is not a finished gpt2lib.data.prepare folder")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{meta_path} holds a JSON {type(meta).__name__}, not an object")
+    meta = read_json_object(meta_path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt2lib._io import read_json_object
 from gpt2lib.errors import GPT2LibError
 
 KINDS = ("zoo", "run", "checkpoint", "huggingface", "hub")
@@ -55,8 +56,8 @@ def _hf_bpe_files(folder: Path, tmp: Path) -> tuple[Path, Path] | None:
     path = folder / "tokenizer.json"
     if not path.is_file():
         return None
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    model = doc.get("model") if isinstance(doc, dict) else None
+    doc = read_json_object(path, error=ModelSourceError)
+    model = doc.get("model")
     if not isinstance(model, dict) or model.get("type") != "BPE":
         raise ModelSourceError(f"{path}: not a BPE tokenizer gpt2lib can read (expected a byte-level BPE)")
     vocab = dict(model["vocab"])
@@ -82,8 +83,8 @@ def folder_tokenizer(folder: str | os.PathLike) -> tuple[Any, str]:
 
     path = folder / "tokenizer.json"
     if path.is_file():
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(doc, dict) and doc.get("format") == FORMAT:  # gpt2lib's own format
+        doc = read_json_object(path, error=ModelSourceError)
+        if doc.get("format") == FORMAT:  # gpt2lib's own format
             return BytePairTokenizer.load(path), f"gpt2lib BPE from {path}"
     with tempfile.TemporaryDirectory() as tmp:
         files = _hf_bpe_files(folder, Path(tmp))
@@ -132,21 +133,15 @@ def _read_state(ckpt: Path) -> dict:
     from gpt2lib.checkpoint import CheckpointError
 
     path = ckpt / "state.json"
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is damaged ({e})") from None
+    state = read_json_object(path, error=CheckpointError, not_json="is damaged")
     problems = []
-    if not isinstance(state, dict):
-        problems.append(f"it holds a JSON {type(state).__name__}, not an object")
-    else:
-        config = state.get("config")
-        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-            problems.append(f"'config' must be an object with a 'model' object, got {str(config)[:40]!r}")
-        elif not isinstance(config.get("train_full", {}), dict):
-            problems.append("'config.train_full' must be an object")
-        if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
-            problems.append(f"'step' must be an integer, got {state.get('step')!r}")
+    config = state.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        problems.append(f"'config' must be an object with a 'model' object, got {str(config)[:40]!r}")
+    elif not isinstance(config.get("train_full", {}), dict):
+        problems.append("'config.train_full' must be an object")
+    if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
+        problems.append(f"'step' must be an integer, got {state.get('step')!r}")
     if problems:
         raise CheckpointError(f"{path} is damaged or hand-edited: {'; '.join(problems)}")
     return state

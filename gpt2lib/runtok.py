@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gpt2lib._io import read_json_object
 from gpt2lib.errors import GPT2LibError
 
 __all__ = ["tokenizer_record", "tokenizer_from_record", "GPT2_VOCAB_SIZES", "RunTokenizerError"]
@@ -43,7 +44,7 @@ def tokenizer_record(data_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     path = data_dir / meta.get("tokenizer_file", TOKENIZER_FILE)
     if path.is_file():
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json_object(path)
         return {"kind": "bpe", "sha256": _digest(doc), "source": str(path.resolve()), "json": doc}
     if meta.get("tokenizer") == "gpt2" and "tokenizer_file" not in meta:
         return {"kind": "gpt2"}

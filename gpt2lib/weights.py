@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from gpt2lib._io import atomic_path, atomic_write_text
+from gpt2lib._io import atomic_path, atomic_write_text, read_json_object
 from gpt2lib.model import GPT2, GPT2Config
 
 __all__ = [
@@ -359,12 +359,7 @@ def from_pretrained(name_or_dir: str | os.PathLike, **overrides: Any) -> GPT2:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"no config.json in {folder}")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"could not parse {cfg_path}: {e}") from e
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{cfg_path} does not hold a JSON object")
+    cfg = read_json_object(cfg_path)
     try:
         config = config_from_hf(cfg, **overrides)
     except KeyError as e:

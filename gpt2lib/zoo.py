@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from gpt2lib._io import read_json_object
 from gpt2lib.checkpoint import model_state_dict
 from gpt2lib import numerics
 from gpt2lib.datasets import cache_root, read_text
@@ -224,7 +225,7 @@ def _last_step(log: Path) -> int:
 
 
 def _load(folder: Path):
-    meta = json.loads((folder / "config.json").read_text())
+    meta = read_json_object(folder / "config.json")
     # every key checked (a missing or mis-shaped one is a ValueError); lm_head is tied to wte
     model = load_state_dict(GPT2(GPT2Config.from_dict(meta["model"])), load_file(str(folder / "model.safetensors")))
     model.eval()
@@ -280,7 +281,7 @@ def model_card(name: str = "webtext-tiny", *, cache_dir: str | os.PathLike | Non
     """What the cache records about a model (trained first if needed): ``recipe``, ``model`` (its shape),
     ``val_loss`` and ``val_bpb`` at the end of training, ``n_params``, and ``train_seconds`` (wall clock) and
     ``train_cpu_seconds`` (CPU time of the training process) of the run that made it (None for older caches)."""
-    meta = json.loads((_cached_folder(name, cache_dir, progress, train_overrides) / "config.json").read_text())
+    meta = read_json_object(_cached_folder(name, cache_dir, progress, train_overrides) / "config.json")
     meta.setdefault("train_seconds", None)
     meta.setdefault("train_cpu_seconds", None)
     return meta
