@@ -163,6 +163,15 @@ def _block_size(model: torch.nn.Module) -> int:
     return int(model.config.block_size)
 
 
+def _right_padded(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``[len(rows), longest]`` token ids, each row left-aligned and padded with 0 on the right (padding after
+    every real token: under causal attention it never changes the scores of the positions before it)."""
+    out = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Scoring continuations.
 
@@ -234,11 +243,7 @@ def score_continuations(
         bar = tqdm(total=len(order), desc=desc, disable=not progress, leave=False)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            T = max(len(seqs[i][0]) for i in chunk) - 1
-            idx = torch.zeros((len(chunk), T), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                full = seqs[i][0]
-                idx[row, : len(full) - 1] = torch.tensor(full[:-1])
+            idx = _right_padded([seqs[i][0][:-1] for i in chunk])
             with _autocast(model, precision):
                 h, head = _hidden(model, idx.to(device))
                 rb, rt, tg, firsts = [], [], [], []
@@ -302,10 +307,7 @@ def next_token_argmax(model: torch.nn.Module, seqs: Sequence[Sequence[int]], bat
     try:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            T = max(len(seqs[i]) for i in chunk)
-            idx = torch.zeros((len(chunk), T), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                idx[row, : len(seqs[i])] = torch.tensor(seqs[i])
+            idx = _right_padded([seqs[i] for i in chunk])
             with _autocast(model, precision):
                 h, head = _hidden(model, idx.to(_device(model)))
                 last = torch.tensor([len(seqs[i]) - 1 for i in chunk], device=h.device)
@@ -380,12 +382,8 @@ def token_nlls(
     try:
         for start in tqdm(range(0, len(windows), batch_size), desc="perplexity", disable=not progress, leave=False):
             chunk = windows[start : start + batch_size]
-            T = max(e - b - 1 for b, e, _ in chunk)
-            idx = torch.zeros((len(chunk), T), dtype=torch.long)
-            tgt = torch.zeros((len(chunk), T), dtype=torch.long)  # tgt[row, j] = seq[b + j + 1]
-            for row, (b, e, _) in enumerate(chunk):
-                idx[row, : e - b - 1] = torch.tensor(seq[b : e - 1])
-                tgt[row, : e - b - 1] = torch.tensor(seq[b + 1 : e])
+            idx = _right_padded([seq[b : e - 1] for b, e, _ in chunk])
+            tgt = _right_padded([seq[b + 1 : e] for b, e, _ in chunk])  # tgt[row, j] = seq[b + j + 1]
             with _autocast(model, precision):
                 h, head = _hidden(model, idx.to(device))
                 # only the positions this window scores (not the context an overlapping window re-reads)
