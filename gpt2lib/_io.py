@@ -1,4 +1,5 @@
-"""Atomic file writes, shared by every module that saves something, and the one reader of a JSON-object file.
+"""Atomic file writes, shared by every module that saves something, and the readers of a JSON-object
+file and of JSON lines.
 
 A reader, a crash or a ``kill -9`` never sees a half-written file: the data goes to a temporary file
 beside the target, which is flushed to disk (fsync) and then renamed over the target in one step
@@ -17,9 +18,9 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["read_json_object", "normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
+__all__ = ["read_json_object", "json_lines", "normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
            "remove_stale_temporaries"]
 
 _TEMP = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
@@ -129,3 +130,29 @@ def read_json_object(path: str | os.PathLike, *, error: type[Exception] = ValueE
     if not isinstance(value, dict):
         raise error(f"{path} holds a JSON {type(value).__name__}, not an object{then}")
     return value
+
+
+def json_lines(lines: Iterable[str], where: str,
+               required: Sequence[str] | Mapping[str, type] = ()) -> Iterator[dict[str, Any]]:
+    """The JSON objects of the lines of a ``.jsonl`` text, ``where`` naming it in errors. Blank lines are skipped;
+    a line that is not a JSON object, lacks a ``required`` key or (``required`` a mapping key -> type) holds a
+    value of another type raises ``ValueError`` naming ``where`` and the line number."""
+    types = required if isinstance(required, Mapping) else dict.fromkeys(required, object)
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        at = f"{where}, line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{at}: not JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{at}: expected a JSON object, got {type(obj).__name__} {line.strip()[:40]!r}")
+        missing = [k for k in types if k not in obj]
+        if missing:
+            raise ValueError(f"{at}: missing key(s) {missing}")
+        if not all(isinstance(obj[k], t) for k, t in types.items()):
+            want = ", ".join(f"a {t.__name__} {k!r}" for k, t in types.items() if t is not object)
+            raise ValueError(f"{at}: expected a JSON object with {want}, got {type(obj).__name__} "
+                             f"{line.strip()[:40]!r}")
+        yield obj

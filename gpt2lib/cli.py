@@ -22,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from gpt2lib._io import read_json_object
+from gpt2lib._io import json_lines, read_json_object
 from gpt2lib.options import Int, OneLineParser, Real
 
 __all__ = ["main", "build_parser", "train_config_from_args", "UsageError", "InputError", "is_user_error"]
@@ -213,20 +213,12 @@ def _read_documents(args) -> list[str]:
 
 
 def _jsonl_texts(name: str, text: str) -> list[str]:
-    """The ``"text"`` of every line of a .jsonl file; a line that is no such object is a one-line error."""
-    docs = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{name}, line {lineno}: not JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise InputError(f"{name}, line {lineno}: expected an object with a \"text\" string, got "
-                             f"{type(obj).__name__} {line.strip()[:40]!r}")
-        docs.append(obj["text"])
-    return docs
+    """The ``"text"`` of every line of a .jsonl file; a line that is no such object is a one-line error. Lines
+    end at ``\n`` only: JSON strings may hold U+2028 and other characters ``str.splitlines`` would split at."""
+    try:
+        return [obj["text"] for obj in json_lines(text.split("\n"), name, {"text": str})]
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def _unescape(sep: str) -> str:

@@ -32,7 +32,6 @@ Dependencies run one way: :mod:`gpt2lib.tasks` imports this module, never the re
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from gpt2lib._io import json_lines
 from gpt2lib.hardware import LOGITS_CHUNK_BYTES, autocast_dtype, choose_precision
 
 __all__ = [
@@ -593,21 +593,10 @@ def generate_text(
 
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> Iterator[dict]:
     """Yield the JSON objects of a ``.jsonl`` file. Blank lines are skipped; a line that is not a
-    JSON object, or lacks a ``required`` key, raises ``ValueError`` naming the file and line."""
+    JSON object, or lacks a ``required`` key, raises ``ValueError`` naming the file and line
+    (:func:`gpt2lib._io.json_lines`, which the command line's ``--input x.jsonl`` reads with too)."""
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            missing = [k for k in required if k not in obj]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing key(s) {missing}")
-            yield obj
+        yield from json_lines(f, str(path), required)
 
 
 @dataclass

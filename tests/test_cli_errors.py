@@ -126,6 +126,17 @@ def test_jsonl_lines_that_are_not_text_objects_are_one_line_naming_the_line(tmp_
     assert not (tmp_path / "o").exists()
 
 
+def test_jsonl_texts_may_hold_line_separators_that_are_not_newlines(tmp_path):
+    """JSON strings may hold U+2028, U+0085 and form feeds unescaped; a line of the file ends at \\n only."""
+    texts = ["one\u2028two", "three\x85four\x0cfive", "six"]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
+                                       encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["prepare", "--input", str(tmp_path / "in.jsonl"), "--out", str(out), "--val-fraction", "0"]) == 0
+    train = json.loads((out / "meta.json").read_text())["splits"]["train"]
+    assert (train["documents"], train["bytes"]) == (len(texts), sum(len(t.encode("utf-8")) for t in texts))
+
+
 def test_non_utf8_input_is_one_line(tmp_path, capsys):
     (tmp_path / "in.txt").write_bytes(b"caf\xe9\n\nbar\n")
     assert "utf-8" in _one_line(["prepare", "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o")],

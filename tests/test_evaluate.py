@@ -208,13 +208,13 @@ def test_bad_requests_raise(pair, tok) -> None:
 def test_read_jsonl_names_the_bad_line(tmp_path) -> None:
     p = tmp_path / "x.jsonl"
     p.write_text('{"text": "a"}\n\n{"text": "b"\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"x.jsonl:3: not valid JSON"):
+    with pytest.raises(ValueError, match=r"x.jsonl, line 3: not JSON"):
         list(read_jsonl(p))
     p.write_text('{"text": "a"}\n{"other": 1}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r":2: missing key\(s\) \['text'\]"):
+    with pytest.raises(ValueError, match=r", line 2: missing key\(s\) \['text'\]"):
         list(read_jsonl(p, required=("text",)))
     p.write_text('{"text": "a"}\n\n[1]\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=":3: expected a JSON object"):
+    with pytest.raises(ValueError, match=", line 3: expected a JSON object"):
         list(read_jsonl(p))
 
 
