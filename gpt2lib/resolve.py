@@ -26,6 +26,7 @@ from typing import Any
 
 from gpt2lib._io import read_json_object
 from gpt2lib.errors import GPT2LibError
+from gpt2lib.runtok import GPT2_VOCAB_SIZES, RunTokenizerError
 
 KINDS = ("zoo", "run", "checkpoint", "huggingface", "hub")
 ACCEPTED = ("a train output folder (holds 'latest'), a checkpoint folder (holds state.json), a Hugging Face "
@@ -69,10 +70,12 @@ def _hf_bpe_files(folder: Path, tmp: Path) -> tuple[Path, Path] | None:
     return tmp / "vocab.json", tmp / "merges.txt"
 
 
-def folder_tokenizer(folder: str | os.PathLike) -> tuple[Any, str]:
+def folder_tokenizer(folder: str | os.PathLike, vocab_size: int | None = None) -> tuple[Any, str]:
     """``(tokenizer, where it came from)`` for a model folder: gpt2lib's ``tokenizer.json`` (a trained
     :class:`gpt2lib.bpe.BytePairTokenizer`), transformers' ``vocab.json`` + ``merges.txt`` or ``tokenizer.json``
-    (GPT-2's own files give the GPT-2 tokenizer), else GPT-2's tokenizer, said to be assumed."""
+    (GPT-2's own files give the GPT-2 tokenizer), else GPT-2's tokenizer, said to be assumed: only if the
+    model's ``vocab_size`` (when given) is GPT-2's, else :class:`gpt2lib.runtok.RunTokenizerError` (decoding
+    with GPT-2's would print garbage)."""
     import tempfile
 
     from gpt2lib.bpe import BytePairTokenizer
@@ -89,6 +92,11 @@ def folder_tokenizer(folder: str | os.PathLike) -> tuple[Any, str]:
     with tempfile.TemporaryDirectory() as tmp:
         files = _hf_bpe_files(folder, Path(tmp))
         if files is None:
+            if vocab_size is not None and vocab_size not in GPT2_VOCAB_SIZES:
+                raise RunTokenizerError(
+                    f"--model {folder}: the folder has no tokenizer files (vocab.json + merges.txt or "
+                    f"tokenizer.json) and its vocabulary of {vocab_size} tokens is not GPT-2's "
+                    f"({GPT2_VOCAB_SIZES[0]}); pass --tokenizer FILE (the BytePairTokenizer it was trained with)")
             return get_gpt2_tokenizer(), f"GPT-2's (assumed: {folder} holds no tokenizer files)"
         try:
             tok = BytePairTokenizer.from_gpt2_files(*files)
@@ -151,7 +159,7 @@ def _run_tokenizer(state: dict, ckpt: Path, vocab_size: int):
     """The tokenizer a checkpoint recorded; for checkpoints from before the record, the data folder's, taken
     relative to the current directory only if that is how the run named it, and only if its size fits."""
     from gpt2lib.data import load_tokenizer
-    from gpt2lib.runtok import RunTokenizerError, tokenizer_from_record
+    from gpt2lib.runtok import tokenizer_from_record
 
     if state["config"].get("tokenizer") is not None:
         return tokenizer_from_record(state["config"]["tokenizer"], str(ckpt))
@@ -199,15 +207,8 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None, *,
     elif kind == "huggingface":
         model = GPT2.from_pretrained(spec)
         if tokenizer is None:
-            from gpt2lib.runtok import GPT2_VOCAB_SIZES, RunTokenizerError
-
             try:
-                tok, source = folder_tokenizer(spec)
-                if source.startswith("GPT-2's (assumed") and model.config.vocab_size not in GPT2_VOCAB_SIZES:
-                    raise RunTokenizerError(
-                        f"--model {spec}: the folder has no tokenizer files (vocab.json + merges.txt or "
-                        f"tokenizer.json) and its vocabulary of {model.config.vocab_size} tokens is not GPT-2's "
-                        f"({GPT2_VOCAB_SIZES[0]}); pass --tokenizer FILE (the BytePairTokenizer it was trained with)")
+                tok, source = folder_tokenizer(spec, model.config.vocab_size)
             except RunTokenizerError:
                 if tokenizer_required:
                     raise

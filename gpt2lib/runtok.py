@@ -70,25 +70,10 @@ def tokenizer_from_record(record: Any, where: str):
         return BytePairTokenizer.load(path)
 
 
-def huggingface_tokenizer(folder: Path, vocab_size: int):
-    """The tokenizer of a Hugging Face folder: its ``vocab.json`` + ``merges.txt`` if it has them, GPT-2's if
-    its vocabulary has GPT-2's size; otherwise :class:`RunTokenizerError` (decoding with GPT-2's would print
-    garbage)."""
-    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        from gpt2lib.bpe import BytePairTokenizer
+def huggingface_tokenizer(folder: str | os.PathLike, vocab_size: int):
+    """The tokenizer of a Hugging Face folder whose model has ``vocab_size`` tokens: what
+    :func:`gpt2lib.resolve.folder_tokenizer` finds (GPT-2's only if the folder has no tokenizer files and the
+    vocabulary has GPT-2's size; otherwise :class:`RunTokenizerError`)."""
+    from gpt2lib.resolve import folder_tokenizer  # lazy: gpt2lib.resolve imports this module
 
-        tok = BytePairTokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt")
-        if vocab_size in GPT2_VOCAB_SIZES and tok.n_vocab == 50257:
-            from gpt2lib.tokenizer import get_gpt2_tokenizer
-
-            gpt2 = get_gpt2_tokenizer()
-            if tok.decode_bytes(range(50257)) == gpt2.decode_bytes(list(range(50257))):
-                return gpt2  # the same vocabulary: use the fast tokenizer
-        return tok
-    if vocab_size in GPT2_VOCAB_SIZES:
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
-        return get_gpt2_tokenizer()
-    raise RunTokenizerError(f"--model {folder}: the folder has no tokenizer files (vocab.json + merges.txt) and its "
-                            f"vocabulary of {vocab_size} tokens is not GPT-2's ({GPT2_VOCAB_SIZES[0]}); pass "
-                            f"--tokenizer FILE (the BytePairTokenizer it was trained with)")
+    return folder_tokenizer(folder, vocab_size)[0]

@@ -707,6 +707,7 @@ def test_folder_tokenizer_reads_transformers_files(tmp_path, data_mirror) -> Non
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     from gpt2lib.resolve import folder_tokenizer
+    from gpt2lib.runtok import RunTokenizerError, huggingface_tokenizer
 
     both = tmp_path / "both"
     both.mkdir()
@@ -725,3 +726,8 @@ def test_folder_tokenizer_reads_transformers_files(tmp_path, data_mirror) -> Non
     (tmp_path / "none").mkdir()
     tok, source = folder_tokenizer(tmp_path / "none")
     assert tok.name == "gpt2" and "assumed" in source
+    assert folder_tokenizer(tmp_path / "none", vocab_size=50304)[0].name == "gpt2"  # GPT-2's, padded
+    with pytest.raises(RunTokenizerError, match="vocabulary of 300 tokens is not GPT-2's"):
+        folder_tokenizer(tmp_path / "none", vocab_size=300)  # GPT-2's would decode it to garbage
+    assert folder_tokenizer(both, vocab_size=300)[0].name == "gpt2"  # its own files decide, not the size
+    assert huggingface_tokenizer(tmp_path / "only", 50257).encode(text) == ref.encode(text).ids
