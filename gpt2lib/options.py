@@ -26,6 +26,10 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+
 def _range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
     if lo is not None and hi is not None:
         return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
@@ -36,29 +40,28 @@ def _range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_op
     return ""
 
 
-def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, none: bool = False) -> Any:
-    """``value`` if it is an integer (not a bool) in ``[lo, hi]`` (or None when ``none``); else ConfigError."""
+def _check_range(name: str, value: Any, is_kind, noun: str, lo: float | None, hi: float | None,
+                 lo_open: bool = False, hi_open: bool = False, none: bool = False) -> Any:
+    """``value`` if ``is_kind(value)`` and it lies in the range (or it is None when ``none``); else ConfigError
+    ``must be <noun> <range>[ or None], got <value>``."""
     if value is None and none:
         return value
-    if not _is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
-        what = f"an integer {_range_text(lo, hi)}".rstrip()
+    if not (is_kind(value) and (lo is None or (value > lo if lo_open else value >= lo))
+            and (hi is None or (value < hi if hi_open else value <= hi))):
+        what = f"{noun} {_range_text(lo, hi, lo_open, hi_open)}".rstrip()
         raise ConfigError(name, f"must be {what}{' or None' if none else ''}, got {value!r}")
     return value
+
+
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, none: bool = False) -> Any:
+    """``value`` if it is an integer (not a bool) in ``[lo, hi]`` (or None when ``none``); else ConfigError."""
+    return _check_range(name, value, _is_int, "an integer", lo, hi, none=none)
 
 
 def check_real(name: str, value: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
                hi_open: bool = False, none: bool = False) -> Any:
     """``value`` if it is a real number (int or float, not a bool, not NaN) in the range; else ConfigError."""
-    if value is None and none:
-        return value
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-    if ok:
-        ok = (lo is None or (value > lo if lo_open else value >= lo)) and \
-             (hi is None or (value < hi if hi_open else value <= hi))
-    if not ok:
-        what = f"a number {_range_text(lo, hi, lo_open, hi_open)}".rstrip()
-        raise ConfigError(name, f"must be {what}{' or None' if none else ''}, got {value!r}")
-    return value
+    return _check_range(name, value, _is_real, "a number", lo, hi, lo_open, hi_open, none)
 
 
 def check_choice(name: str, value: Any, choices: tuple | list) -> Any:
