@@ -12,15 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from _procs import ENV, cli, running
 
 from gpt2lib.cli import is_user_error, main
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def _one_line(argv, capsys, status=1) -> str:
@@ -96,8 +93,7 @@ def test_a_subprocess_bug_prints_a_traceback_and_a_user_error_does_not(tmp_path)
     argv = ["prepare", "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o")]
     res = subprocess.run([sys.executable, "-c", bug, *argv], env=ENV, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "Traceback" in res.stderr and "ZeroDivisionError" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "gpt2lib", "prepare", "--input", str(tmp_path / "missing.txt"),
-                          "--out", str(tmp_path / "o")], env=ENV, capture_output=True, text=True, timeout=120)
+    res = cli(["prepare", "--input", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")])
     assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
@@ -242,19 +238,11 @@ def test_sigterm_cleans_up_like_ctrl_c_and_the_same_command_reruns(tmp_path, com
     out = tmp_path / "out"
     argv = ["prepare", "--input", str(tmp_path / "in" / "docs.txt"), "--out", str(out)] if command == "prepare" \
         else ["webtext", str(tmp_path / "in"), "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW, *argv], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "working"
+    with running(["-c", _SLOW, *argv], ready="working") as proc:
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 143 and "aborted by SIGTERM" in err and "Traceback" not in err, err
     assert not out.exists()  # this run made the folder; its files, its lock and the folder are gone
-    res = subprocess.run([sys.executable, "-m", "gpt2lib", *argv], env=ENV, capture_output=True, text=True,
-                         timeout=120)
+    res = cli(argv)
     assert res.returncode == 0 or "holds no link" in res.stderr, res.stderr
