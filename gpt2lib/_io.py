@@ -20,8 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["read_json_object", "json_lines", "normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
-           "remove_stale_temporaries"]
+__all__ = ["read_json_object", "json_lines", "normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text",
+           "fsync_file", "fsync_dir", "pid_alive", "remove_stale_temporaries"]
 
 _TEMP = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
 

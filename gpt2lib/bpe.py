@@ -55,6 +55,7 @@ from __future__ import annotations
 import base64
 import heapq
 import json
+import multiprocessing
 import os
 import warnings
 from collections import Counter, defaultdict
@@ -524,7 +525,7 @@ class BytePairTokenizer:
             tok = cls(vocab, special, pattern=str(doc["pattern"]), name=str(doc["name"]))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise ValueError(f"{path} is a damaged {FORMAT} file: {e!r}") from e
-        from gpt2lib.tokenizer import check_split_pattern
+        from gpt2lib.tokenizer import check_split_pattern  # lazy: gpt2lib.tokenizer imports this module
 
         check_split_pattern(doc["pattern"], str(path))  # the same patterns the command line accepts
         return tok
@@ -812,8 +813,6 @@ def _count_in_workers(text: str, pattern: str, specials: list[str], workers: int
         filled += len(part)
     if len(batches) == 1:
         return count_pretokens(batches[0], pattern, ())
-    import multiprocessing
-
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ctx.Pool(min(workers, len(batches)) - 1) as pool:  # this process counts one batch itself

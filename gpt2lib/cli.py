@@ -12,18 +12,39 @@ command that resumes it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import gzip
 import json
+import linecache
 import os
+import re
 import shlex
+import signal
 import sys
+import tomllib
 import types
 import typing
+import zlib
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import SafetensorError
+
+from gpt2lib import tasks
 from gpt2lib._io import json_lines, read_json_object
-from gpt2lib.options import Int, OneLineParser, Real
+from gpt2lib.bpe import BytePairTokenizer
+from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
+from gpt2lib.data import prepare, split_documents
+from gpt2lib.datasets import read_text
+from gpt2lib.engine import get_engine
+from gpt2lib.errors import ConfigError, GPT2LibError, MissingPackageError
+from gpt2lib.lock import output_lock
+from gpt2lib.options import Int, OneLineParser, Real, check_device, check_int, check_precision
+from gpt2lib.resolve import resolve_model
+from gpt2lib.tokenizer import check_split_pattern, get_gpt2_tokenizer
+from gpt2lib.train import PRESETS, TrainConfig, TrainingInterrupted, train
 
 __all__ = ["main", "build_parser", "train_config_from_args", "UsageError", "InputError", "is_user_error"]
 
@@ -38,8 +59,6 @@ class InputError(ValueError):
 
 def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
     """(base type, accepts None) of a dataclass field with a simple annotation."""
-    from gpt2lib.train import TrainConfig
-
     hint = typing.get_type_hints(TrainConfig)[f.name]
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -50,8 +69,6 @@ def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
 
 def _convert(name: str, raw: Any) -> Any:
     """Convert a string (or JSON/TOML value) to TrainConfig field ``name``'s type; ValueError names the option."""
-    from gpt2lib.train import TrainConfig
-
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     if name not in fields:
         raise UsageError(f"unknown option {name!r}; known: {', '.join(sorted(fields))}")
@@ -89,10 +106,6 @@ def _load_config_file(path: str) -> dict[str, Any]:
         raise UsageError(f"--config: file {path} does not exist")
     if p.suffix == ".toml":
         try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise UsageError("--config: TOML files need Python 3.11+ (tomllib); use JSON") from None
-        try:
             return tomllib.loads(p.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
@@ -106,8 +119,6 @@ def _load_config_file(path: str) -> dict[str, Any]:
 
 def train_config_from_args(args: argparse.Namespace):
     """Preset < config file < per-field flags < --set key=value."""
-    from gpt2lib.train import TrainConfig
-
     values: dict[str, Any] = {}
     if args.config:
         values.update({k: _convert(k, v) for k, v in _load_config_file(args.config).items()})
@@ -119,9 +130,6 @@ def train_config_from_args(args: argparse.Namespace):
             raise UsageError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         values[key.strip().replace("-", "_")] = _convert(key.strip().replace("-", "_"), raw)
-    from gpt2lib.errors import ConfigError
-    from gpt2lib.options import check_device, check_int, check_precision
-
     try:
         cfg = TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
         check_int("max_steps", cfg.max_steps, 1)  # the command line trains at least one step
@@ -141,8 +149,6 @@ def _config_error(e) -> str:
 
 def _preset_in(argv: list[str] | None) -> str | None:
     """The --preset NAME of a `train` command line (so that --help can show that preset's own defaults)."""
-    from gpt2lib.train import PRESETS
-
     argv = list(argv or [])
     if "train" not in argv:
         return None
@@ -156,8 +162,6 @@ def _preset_in(argv: list[str] | None) -> str | None:
 
 
 def _add_train(sub, preset: str | None = None) -> None:
-    from gpt2lib.train import PRESETS, TrainConfig
-
     # --help shows the defaults of the --preset given on the command line, else TrainConfig's own
     shown = TrainConfig.preset(preset) if preset else None
     origin = f" of preset {preset}" if preset else ""
@@ -191,9 +195,6 @@ def _argtype(name: str, s: str) -> Any:
 
 
 def _read_documents(args) -> list[str]:
-    from gpt2lib.data import split_documents
-    from gpt2lib.datasets import read_text
-
     texts: list[tuple[str, str]] = []
     for name in args.dataset or []:
         texts.append((name, read_text(name)))
@@ -232,15 +233,9 @@ def _unescape(sep: str) -> str:
 
 def _load_tokenizer(spec: str):
     if spec == "gpt2":
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         return get_gpt2_tokenizer()
-    from gpt2lib.bpe import BytePairTokenizer
-
     if not Path(spec).is_file():
         raise UsageError(f"--tokenizer: {spec!r} is neither 'gpt2' nor a saved BytePairTokenizer file")
-    from gpt2lib.tokenizer import check_split_pattern
-
     tok = BytePairTokenizer.load(spec)
     check_split_pattern(tok.pattern, spec)
     return tok
@@ -254,8 +249,6 @@ def _add_inputs(p) -> None:
 
 
 def _cmd_prepare(args) -> int:
-    from gpt2lib.data import prepare
-
     docs = _read_documents(args)
     meta = prepare(docs, args.out, _load_tokenizer(args.tokenizer), val_fraction=args.val_fraction,
                    shard_size=args.shard_size, num_workers=args.workers, seed=args.seed, overwrite=args.overwrite)
@@ -265,8 +258,6 @@ def _cmd_prepare(args) -> int:
 
 
 def _cmd_train_tokenizer(args) -> int:
-    from gpt2lib.bpe import BytePairTokenizer
-
     text = "\n\n".join(_read_documents(args))
     tok = BytePairTokenizer(name=args.name).train(text, args.vocab_size)
     tok.save(args.out)
@@ -300,8 +291,7 @@ def _resume_command(argv: list[str], cfg) -> str:
 
 
 def _cmd_webtext(args) -> int:
-    from gpt2lib.engine import get_engine
-    from gpt2lib.webtext import build_webtext
+    from gpt2lib.webtext import build_webtext  # lazy: webtext needs datasketch (optional: gpt2lib[experiments])
 
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
@@ -316,10 +306,6 @@ def _cmd_webtext(args) -> int:
 
 
 def _train_lock(cfg):
-    import contextlib
-
-    from gpt2lib.lock import output_lock
-
     if int(os.environ.get("RANK", "0") or 0) != 0:  # only rank 0 writes
         return contextlib.nullcontext()
     return output_lock(cfg.out_dir, "train")
@@ -327,8 +313,6 @@ def _train_lock(cfg):
 
 def _check_resume_steps(cfg) -> None:
     """``--resume`` with a ``--max-steps`` the run has already reached would train nothing."""
-    from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
-
     if not cfg.resume:
         return
     try:
@@ -341,8 +325,6 @@ def _check_resume_steps(cfg) -> None:
 
 
 def _cmd_train(args) -> int:
-    from gpt2lib.train import TrainingInterrupted, train
-
     cfg = train_config_from_args(args)
     try:
         with _train_lock(cfg):  # before the resume check reads the folder; train() takes it again (re-entrant)
@@ -360,10 +342,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    import torch
-
-    from gpt2lib.resolve import resolve_model
-
     resolved = resolve_model(args.model, tokenizer=_load_tokenizer(args.tokenizer) if args.tokenizer else None)
     model, tok = resolved.model, resolved.tokenizer
     gen = torch.Generator().manual_seed(args.seed)
@@ -434,15 +412,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=Int("--seed", 0, 2**63 - 1), default=0)
     p.set_defaults(func=_cmd_sample)
 
-    from gpt2lib import tasks  # the `eval` command (GPT-2 §3); tasks imports evaluate, not the reverse
-
     tasks.add_cli(sub)
     return parser
 
 
 def signal_name(signum: int) -> str:
-    import signal
-
     try:
         return signal.Signals(signum).name
     except ValueError:
@@ -451,13 +425,6 @@ def signal_name(signum: int) -> str:
 
 # Exceptions that are always the user's data, files or setup, whatever raised them: one line, exit status 1.
 def _user_error_types() -> tuple[type, ...]:
-    import gzip
-    import zlib
-
-    from safetensors import SafetensorError
-
-    from gpt2lib.errors import GPT2LibError
-
     return (GPT2LibError, InputError, SafetensorError, OSError, UnicodeError, EOFError, json.JSONDecodeError,
             gzip.BadGzipFile, zlib.error, FloatingPointError)
 
@@ -470,8 +437,6 @@ def _raised_on_purpose(e: BaseException) -> bool:
     """True if the innermost frame that raised ``e`` is a ``raise`` statement in gpt2lib (a checked error with a
     message, such as ``raise ValueError(f"... names the problem")``), not an implicit error (a KeyError of a
     dict lookup, a TypeError inside torch): those are bugs, and keep their traceback."""
-    import linecache
-
     tb = e.__traceback__
     if tb is None or isinstance(e, _NEVER_USER):
         return False
@@ -481,8 +446,6 @@ def _raised_on_purpose(e: BaseException) -> bool:
     package = str(Path(__file__).resolve().parent)
     remote = e.__cause__
     if type(remote).__name__ == "_RemoteTraceback" and "concurrent" in filename:  # raised in a worker process
-        import re
-
         frames = re.findall(r'File "([^"]+)", line (\d+)', str(remote))
         if not frames:
             return False
@@ -494,8 +457,6 @@ def _raised_on_purpose(e: BaseException) -> bool:
 
 def is_user_error(e: BaseException) -> bool:
     """Whether the command line reports ``e`` in one line (see :func:`main`) rather than as a bug."""
-    from gpt2lib.errors import MissingPackageError
-
     if isinstance(e, MissingPackageError):
         return True
     return (isinstance(e, _user_error_types()) and not isinstance(e, _NEVER_USER)) or _raised_on_purpose(e)
@@ -510,8 +471,6 @@ class _Terminated(KeyboardInterrupt):
 def _terminate_like_ctrl_c():
     """While a command runs, SIGTERM raises :class:`_Terminated` in this process (not in forked workers, which
     keep the default: they just end). Returns the previous handler."""
-    import signal
-
     main_pid = os.getpid()
 
     def handler(signum, frame):
@@ -531,10 +490,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command. A bad command line exits 2; an error the user can fix (gpt2lib's own errors, bad files and
     data, I/O, decoding, a missing optional package, an engine without workers) is one line and exit 1; Ctrl-C
     and SIGTERM exit 128 + N after the command's clean-up. Any other exception is a bug: its traceback shows."""
-    import signal
-
-    from gpt2lib.errors import ConfigError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

@@ -42,7 +42,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from gpt2lib._io import json_lines
+from gpt2lib.generation import stream
 from gpt2lib.hardware import LOGITS_CHUNK_BYTES, autocast_dtype, choose_precision
+from gpt2lib.options import check_int
 
 __all__ = [
     "ContinuationScore", "score_continuations", "next_token_argmax", "token_nlls", "LMResult", "evaluate_lm", "count_words",
@@ -352,8 +354,6 @@ def token_nlls(
     ``context_len=1`` and ``make_disjoint_window``: disjoint windows, the final partial one with
     full context).
     """
-    from gpt2lib.options import check_int
-
     check_int("batch_size", batch_size, 1)  # an unchecked -1 left the result unfilled (ppl 1)
     L = max_length or _block_size(model)
     if L > _block_size(model) or L < 2:
@@ -558,8 +558,6 @@ def generate_text(
     (``on_overflow="error"``), or keeps its last ``block_size - max_new_tokens`` tokens when the caller
     asks for it (``on_overflow="left"``) and reports the cut itself. Never cut silently.
     """
-    from gpt2lib.generation import stream
-
     check_vocab(model, tokenizer)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -664,6 +662,6 @@ def results_table(results: Sequence[TaskResult]) -> str:
 def load_model(spec: str, device: str = "cpu") -> torch.nn.Module:
     """The model ``spec`` names: a train output folder, a checkpoint folder, a Hugging Face folder, ``zoo:<name>``
     or a hub id (online only); see :func:`gpt2lib.resolve.resolve_model`."""
-    from gpt2lib.resolve import resolve_model
+    from gpt2lib.resolve import resolve_model  # lazy: resolve -> zoo -> miniworld imports this module
 
     return resolve_model(spec, device, tokenizer_required=False).model

@@ -10,9 +10,12 @@ checks the arguments every §3 task shares, identically for every task.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 from gpt2lib.errors import ConfigError
 
@@ -72,8 +75,6 @@ def check_choice(name: str, value: Any, choices: tuple | list) -> Any:
 
 def check_device(name: str, value: Any) -> Any:
     """A torch device string this machine has (``cuda`` needs CUDA, ``cuda:3`` a fourth GPU)."""
-    import torch
-
     if not isinstance(value, str):
         raise ConfigError(name, f"must be a device name such as cpu or cuda, got {value!r}")
     if value == "auto":
@@ -95,8 +96,6 @@ def check_device(name: str, value: Any) -> Any:
 
 def check_precision(name: str, precision: Any, device: Any) -> Any:
     """``precision`` is one of :data:`PRECISIONS` and can run on ``device`` (fp16 only on a CUDA GPU)."""
-    import torch
-
     check_choice(name, precision, PRECISIONS)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else \
         torch.device(device)
@@ -191,8 +190,6 @@ class OneLineParser(argparse.ArgumentParser):
 def checked_task(task):
     """Wrap a §3 task function so that its shared arguments go through :func:`check_eval` before any work,
     the same for every task (the model's device decides whether fp16 can run, its context bounds max_length)."""
-    import functools
-
     @functools.wraps(task)
     def run(model: Any, tokenizer: Any, **kw: Any):
         try:

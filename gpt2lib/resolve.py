@@ -20,13 +20,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpt2lib._io import read_json_object
+from gpt2lib.bpe import FORMAT, BytePairTokenizer
+from gpt2lib.checkpoint import POINTER, CheckpointError, latest_checkpoint, load_checkpoint
+from gpt2lib.data import load_tokenizer
 from gpt2lib.errors import GPT2LibError
-from gpt2lib.runtok import GPT2_VOCAB_SIZES, RunTokenizerError
+from gpt2lib.model import GPT2, GPT2Config
+from gpt2lib.runtok import GPT2_VOCAB_SIZES, RunTokenizerError, tokenizer_from_record
+from gpt2lib.tokenizer import get_gpt2_tokenizer
+from gpt2lib.zoo import load_pretrained_tiny
 
 KINDS = ("zoo", "run", "checkpoint", "huggingface", "hub")
 ACCEPTED = ("a train output folder (holds 'latest'), a checkpoint folder (holds state.json), a Hugging Face "
@@ -76,14 +83,7 @@ def folder_tokenizer(folder: str | os.PathLike, vocab_size: int | None = None) -
     (GPT-2's own files give the GPT-2 tokenizer), else GPT-2's tokenizer, said to be assumed: only if the
     model's ``vocab_size`` (when given) is GPT-2's, else :class:`gpt2lib.runtok.RunTokenizerError` (decoding
     with GPT-2's would print garbage)."""
-    import tempfile
-
-    from gpt2lib.bpe import BytePairTokenizer
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
-
     folder = Path(folder)
-    from gpt2lib.bpe import FORMAT
-
     path = folder / "tokenizer.json"
     if path.is_file():
         doc = read_json_object(path, error=ModelSourceError)
@@ -115,8 +115,6 @@ def _offline() -> bool:
 
 def source_kind(spec: str) -> str:
     """Which kind of source ``spec`` names (one of :data:`KINDS`), without loading anything."""
-    from gpt2lib.checkpoint import POINTER
-
     if spec.startswith("zoo:"):
         return "zoo"
     path = Path(spec)
@@ -138,8 +136,6 @@ def source_kind(spec: str) -> str:
 def _read_state(ckpt: Path) -> dict:
     """A checkpoint's state.json, checked for the fields a model is built from (a damaged or hand-edited one is
     a one-line CheckpointError naming the file and the field)."""
-    from gpt2lib.checkpoint import CheckpointError
-
     path = ckpt / "state.json"
     state = read_json_object(path, error=CheckpointError, not_json="is damaged")
     problems = []
@@ -158,9 +154,6 @@ def _read_state(ckpt: Path) -> dict:
 def _run_tokenizer(state: dict, ckpt: Path, vocab_size: int):
     """The tokenizer a checkpoint recorded; for checkpoints from before the record, the data folder's, taken
     relative to the current directory only if that is how the run named it, and only if its size fits."""
-    from gpt2lib.data import load_tokenizer
-    from gpt2lib.runtok import tokenizer_from_record
-
     if state["config"].get("tokenizer") is not None:
         return tokenizer_from_record(state["config"]["tokenizer"], str(ckpt))
     data_dir = state["config"]["train_full"]["data_dir"]
@@ -180,15 +173,10 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None, *,
     GPT-2's for a Hugging Face folder or hub id (one without tokenizer files only if its vocabulary is GPT-2's:
     else :class:`gpt2lib.runtok.RunTokenizerError`, or ``tokenizer=None`` when ``tokenizer_required`` is False).
     """
-    from gpt2lib.checkpoint import latest_checkpoint, load_checkpoint
-    from gpt2lib.model import GPT2, GPT2Config
-
     kind = source_kind(spec)
     path = None if kind in ("zoo", "hub") else Path(spec)
     tok, source = None, ""
     if kind == "zoo":
-        from gpt2lib.zoo import load_pretrained_tiny
-
         try:
             model, tok = load_pretrained_tiny(spec[len("zoo:"):])
         except KeyError as e:
@@ -225,8 +213,6 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None, *,
     if tokenizer is not None:
         tok, source = tokenizer, "given by the caller"
     elif tok is None and kind in ("zoo", "hub"):
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         tok, source = get_gpt2_tokenizer(), f"GPT-2's (the hub model {spec})"
     return ResolvedModel(model=model.to(device).eval(), kind=kind, path=path, tokenizer=tok, tokenizer_source=source)
 

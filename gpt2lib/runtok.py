@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from gpt2lib._io import read_json_object
+from gpt2lib.bpe import BytePairTokenizer
+from gpt2lib.data import TOKENIZER_FILE, read_meta
 from gpt2lib.errors import GPT2LibError
+from gpt2lib.tokenizer import get_gpt2_tokenizer
 
 __all__ = ["tokenizer_record", "tokenizer_from_record", "GPT2_VOCAB_SIZES", "RunTokenizerError"]
 
@@ -35,8 +38,6 @@ def _digest(doc: Any) -> str:
 
 def tokenizer_record(data_dir: str | os.PathLike) -> dict[str, Any] | None:
     """What a checkpoint records of the tokenizer of the ``prepare`` folder ``data_dir`` (None if unknown)."""
-    from gpt2lib.data import TOKENIZER_FILE, read_meta
-
     data_dir = Path(data_dir)
     try:
         meta = read_meta(data_dir)
@@ -56,14 +57,10 @@ def tokenizer_from_record(record: Any, where: str):
     if not isinstance(record, dict) or record.get("kind") not in ("gpt2", "bpe"):
         raise RunTokenizerError(f"{where}: the recorded tokenizer {str(record)[:60]!r} is not one gpt2lib wrote")
     if record["kind"] == "gpt2":
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         return get_gpt2_tokenizer()
     doc = record.get("json")
     if _digest(doc) != record.get("sha256"):
         raise RunTokenizerError(f"{where}: the recorded tokenizer does not match its sha256 (edited or damaged)")
-    from gpt2lib.bpe import BytePairTokenizer
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tokenizer.json"
         path.write_text(json.dumps(doc), encoding="utf-8")

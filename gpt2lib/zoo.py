@@ -30,12 +30,18 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from gpt2lib._io import read_json_object
 from gpt2lib.checkpoint import model_state_dict
 from gpt2lib import numerics
+from gpt2lib.bpe import BytePairTokenizer
+from gpt2lib.data import prepare, split_documents
 from gpt2lib.datasets import cache_root, read_text
+from gpt2lib.miniworld import WorldConfig, make_world
 from gpt2lib.model import GPT2, GPT2Config
+from gpt2lib.tokenizer import get_gpt2_tokenizer
+from gpt2lib.train import TrainConfig, train
 from gpt2lib.weights import load_state_dict
 
 __all__ = ["RECIPES", "MINIWORLD_SIZES", "load_pretrained_tiny", "model_card", "recipe_key", "training_environment"]
@@ -104,7 +110,7 @@ def _file_lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         try:
-            import fcntl
+            import fcntl  # lazy: POSIX only
 
             fcntl.flock(f, fcntl.LOCK_EX)
         except ImportError:  # Windows: rely on the atomic rename alone
@@ -113,14 +119,10 @@ def _file_lock(path: Path):
 
 
 def _world(recipe: dict[str, Any], control: bool):
-    from gpt2lib.miniworld import WorldConfig, make_world
-
     return make_world(WorldConfig(**recipe["world"]), control=control)
 
 
 def _documents(recipe: dict[str, Any]) -> list[str]:
-    from gpt2lib.data import split_documents
-
     if recipe["dataset"] == "miniworld":
         return _world(recipe, recipe["control"]).documents
     text = read_text(recipe["dataset"])
@@ -131,11 +133,7 @@ def _documents(recipe: dict[str, Any]) -> list[str]:
 
 def _tokenizer(recipe: dict[str, Any], docs: list[str]):
     if recipe["tokenizer"] == "gpt2":
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         return get_gpt2_tokenizer()
-    from gpt2lib.bpe import BytePairTokenizer
-
     if recipe["dataset"] == "miniworld":  # one tokenizer for the world and its control: learnt on the world
         return BytePairTokenizer(name="miniworld-bpe").train(_world(recipe, False).text,
                                                              recipe["tokenizer"]["bpe_vocab_size"])
@@ -144,9 +142,6 @@ def _tokenizer(recipe: dict[str, Any], docs: list[str]):
 
 def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
     """Train ``recipe`` into the folder ``out`` (model.safetensors, config.json, maybe tokenizer.json)."""
-    from gpt2lib.data import prepare
-    from gpt2lib.train import TrainConfig, train
-
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe["threads"])  # float sums depend on the thread count: fix it
     try:
@@ -187,8 +182,6 @@ def _train_in_child(name: str, recipe: dict[str, Any], out: Path, progress: bool
               f"{_EXPECTED_SECONDS.get(name, 60)} s on {recipe['threads']} idle core(s)); later calls load "
               f"{out.parent}", file=sys.stderr, flush=True)
     log = out / "child.log"
-    from tqdm.auto import tqdm
-
     with open(log, "wb") as sink, tqdm(total=steps, desc=f"training {name}", unit="step", disable=not progress,
                                        file=sys.stderr) as bar:
         child = subprocess.Popen([sys.executable, "-m", "gpt2lib.zoo", json.dumps(recipe), str(out)], env=env,
@@ -230,12 +223,8 @@ def _load(folder: Path):
     model = load_state_dict(GPT2(GPT2Config.from_dict(meta["model"])), load_file(str(folder / "model.safetensors")))
     model.eval()
     if (folder / "tokenizer.json").is_file():
-        from gpt2lib.bpe import BytePairTokenizer
-
         tok = BytePairTokenizer.load(folder / "tokenizer.json")
     else:
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         tok = get_gpt2_tokenizer()
     return model, tok
 

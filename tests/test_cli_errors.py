@@ -32,15 +32,28 @@ def _one_line(argv, capsys, status=1) -> str:
 
 
 def test_a_genuine_bug_keeps_its_traceback(tmp_path, monkeypatch):
-    import gpt2lib.data
+    import gpt2lib.cli
 
     (tmp_path / "in.txt").write_text("a\n\nb\n\nc\n", encoding="utf-8")
-    monkeypatch.setattr(gpt2lib.data, "prepare", lambda *a, **k: {}["splits"])  # an implicit KeyError
+    monkeypatch.setattr(gpt2lib.cli, "prepare", lambda *a, **k: {}["splits"])  # an implicit KeyError
     with pytest.raises(KeyError):
         main(["prepare", "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o")])
-    monkeypatch.setattr(gpt2lib.data, "split_documents", None)  # a TypeError inside gpt2lib's own code
+    monkeypatch.setattr(gpt2lib.cli, "split_documents", None)  # a TypeError inside gpt2lib's own code
     with pytest.raises(TypeError):
         main(["prepare", "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o")])
+
+
+def test_a_missing_optional_package_is_a_user_error_naming_the_pip_command(monkeypatch):
+    from gpt2lib.errors import MissingPackageError, optional_import
+    from gpt2lib.tasks.summarization import rouge
+
+    assert optional_import("json") is json
+    monkeypatch.setitem(sys.modules, "rouge_score", None)  # as if not installed: import rouge_score fails
+    monkeypatch.setitem(sys.modules, "rouge_score.rouge_scorer", None)
+    with pytest.raises(MissingPackageError, match=r'rouge_score.rouge_scorer is not installed .*; pip install '
+                                                  r'"gpt2lib\[experiments\]"') as e:
+        rouge(["a cat"], ["a cat"])
+    assert is_user_error(e.value) and "\n" not in str(e.value)
 
 
 def test_bug_or_user_error_is_decided_by_where_and_how_it_was_raised():
