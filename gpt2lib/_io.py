@@ -1,4 +1,5 @@
-"""Atomic file writes, shared by every module that saves something.
+"""Atomic file writes, shared by every module that saves something, and the readers of a JSON-object
+file and of JSON lines.
 
 A reader, a crash or a ``kill -9`` never sees a half-written file: the data goes to a temporary file
 beside the target, which is flushed to disk (fsync) and then renamed over the target in one step
@@ -12,14 +13,15 @@ the next write of the same target removes such leftovers: only names of the form
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_file", "fsync_dir", "pid_alive",
-           "remove_stale_temporaries"]
+__all__ = ["read_json_object", "json_lines", "normal_mode", "atomic_path", "atomic_write_bytes", "atomic_write_text",
+           "fsync_file", "fsync_dir", "pid_alive", "remove_stale_temporaries"]
 
 _TEMP = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
 
@@ -111,3 +113,46 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def read_json_object(path: str | os.PathLike, *, error: type[Exception] = ValueError,
+                     not_json: str = "is not valid JSON", hint: str = "") -> dict[str, Any]:
+    """The JSON object that the file ``path`` holds; a file that is not UTF-8 JSON, or JSON that is not an
+    object, is one ``error`` naming the file and what is wrong (``"<path> <not_json> (why)"`` or ``"<path>
+    holds a JSON list, not an object"``, then ``"; <hint>"`` if given). A missing or unreadable file raises
+    the ``OSError`` (which names it) unchanged."""
+    path = Path(path)
+    then = f"; {hint}" if hint else ""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} {not_json} ({e}){then}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} holds a JSON {type(value).__name__}, not an object{then}")
+    return value
+
+
+def json_lines(lines: Iterable[str], where: str,
+               required: Sequence[str] | Mapping[str, type] = ()) -> Iterator[dict[str, Any]]:
+    """The JSON objects of the lines of a ``.jsonl`` text, ``where`` naming it in errors. Blank lines are skipped;
+    a line that is not a JSON object, lacks a ``required`` key or (``required`` a mapping key -> type) holds a
+    value of another type raises ``ValueError`` naming ``where`` and the line number."""
+    types = required if isinstance(required, Mapping) else dict.fromkeys(required, object)
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        at = f"{where}, line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{at}: not JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{at}: expected a JSON object, got {type(obj).__name__} {line.strip()[:40]!r}")
+        missing = [k for k in types if k not in obj]
+        if missing:
+            raise ValueError(f"{at}: missing key(s) {missing}")
+        if not all(isinstance(obj[k], t) for k, t in types.items()):
+            want = ", ".join(f"a {t.__name__} {k!r}" for k, t in types.items() if t is not object)
+            raise ValueError(f"{at}: expected a JSON object with {want}, got {type(obj).__name__} "
+                             f"{line.strip()[:40]!r}")
+        yield obj

@@ -55,6 +55,7 @@ from __future__ import annotations
 import base64
 import heapq
 import json
+import multiprocessing
 import os
 import warnings
 from collections import Counter, defaultdict
@@ -65,7 +66,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 import regex
 
-from gpt2lib._io import atomic_write_text
+from gpt2lib._io import atomic_write_text, read_json_object
 from gpt2lib.bpe_basic import GPT2_SPLIT_PATTERN, merge as _merge, pair_counts as _pair_counts
 
 ENDOFTEXT = "<|endoftext|>"
@@ -513,11 +514,8 @@ class BytePairTokenizer:
     def load(cls, path: str | os.PathLike) -> "BytePairTokenizer":
         """Read a file written by :meth:`save`; a damaged file raises ValueError saying why."""
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is not a {FORMAT} JSON file: {e}") from e
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        doc = read_json_object(path, not_json=f"is not a {FORMAT} JSON file")
+        if doc.get("format") != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT} file (missing or wrong 'format' field)")
         if doc.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported {FORMAT} version {doc.get('version')!r}")
@@ -527,7 +525,7 @@ class BytePairTokenizer:
             tok = cls(vocab, special, pattern=str(doc["pattern"]), name=str(doc["name"]))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise ValueError(f"{path} is a damaged {FORMAT} file: {e!r}") from e
-        from gpt2lib.tokenizer import check_split_pattern
+        from gpt2lib.tokenizer import check_split_pattern  # lazy: gpt2lib.tokenizer imports this module
 
         check_split_pattern(doc["pattern"], str(path))  # the same patterns the command line accepts
         return tok
@@ -565,13 +563,11 @@ class BytePairTokenizer:
             except KeyError as e:
                 raise ValueError(f"{s!r} uses a character outside GPT-2's byte alphabet") from e
 
+        encoder = read_json_object(encoder_json, not_json="is not a GPT-2 encoder.json (token -> id)")
         try:
-            encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
             lines = Path(vocab_bpe).read_text(encoding="utf-8").split("\n")
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"unreadable GPT-2 tokenizer files: {e}") from e
-        if not isinstance(encoder, dict):
-            raise ValueError(f"{encoder_json} must hold a JSON object mapping token -> id")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"unreadable GPT-2 tokenizer file {vocab_bpe}: {e}") from e
         special = {s: i for s, i in encoder.items() if s == ENDOFTEXT}
         vocab_by_id = {i: to_bytes(s) for s, i in encoder.items() if s not in special}
         if sorted(vocab_by_id) != list(range(len(vocab_by_id))):
@@ -817,8 +813,6 @@ def _count_in_workers(text: str, pattern: str, specials: list[str], workers: int
         filled += len(part)
     if len(batches) == 1:
         return count_pretokens(batches[0], pattern, ())
-    import multiprocessing
-
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ctx.Pool(min(workers, len(batches)) - 1) as pool:  # this process counts one batch itself

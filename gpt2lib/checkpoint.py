@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from gpt2lib._io import (atomic_write_text, fsync_dir, fsync_file, normal_mode, pid_alive,
+from gpt2lib._io import (atomic_write_text, fsync_dir, fsync_file, normal_mode, pid_alive, read_json_object,
                          remove_stale_temporaries)
 from gpt2lib.errors import GPT2LibError
 
@@ -243,14 +243,10 @@ def load_checkpoint(
     :class:`CheckpointError` lists every difference before anything is modified. Returns ``state.json``.
     """
     ckpt = latest_checkpoint(path)
-    try:
-        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{ckpt / 'state.json'} is damaged ({e}); resume from an older checkpoint "
-                              f"folder if one is kept") from e
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{ckpt}: unknown checkpoint format "
-                              f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
+    state = read_json_object(ckpt / "state.json", error=CheckpointError, not_json="is damaged",
+                             hint="resume from an older checkpoint folder if one is kept")
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{ckpt}: unknown checkpoint format {state.get('format')!r}")
     if expected_config is not None:
         diff = _config_diff({k: state["config"].get(k, "<missing>") for k in expected_config}, expected_config)
         if diff:

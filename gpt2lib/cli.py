@@ -12,17 +12,38 @@ command that resumes it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import gzip
 import json
+import linecache
 import os
+import re
 import shlex
+import signal
 import sys
+import tomllib
 import types
 import typing
+import zlib
 from pathlib import Path
 from typing import Any
 
-from gpt2lib.options import Int, OneLineParser, Real
+import torch
+from safetensors import SafetensorError
+
+from gpt2lib import tasks
+from gpt2lib._io import json_lines, read_json_object
+from gpt2lib.bpe import BytePairTokenizer
+from gpt2lib.data import prepare, split_documents
+from gpt2lib.datasets import read_text
+from gpt2lib.engine import get_engine
+from gpt2lib.errors import ConfigError, GPT2LibError, MissingPackageError
+from gpt2lib.lock import output_lock
+from gpt2lib.options import Int, OneLineParser, Real, check_device, check_precision, check_train_steps
+from gpt2lib.resolve import resolve_model
+from gpt2lib.tokenizer import check_split_pattern, get_gpt2_tokenizer
+from gpt2lib.train import PRESETS, TrainConfig, TrainingInterrupted, train
 
 __all__ = ["main", "build_parser", "train_config_from_args", "UsageError", "InputError", "is_user_error"]
 
@@ -37,8 +58,6 @@ class InputError(ValueError):
 
 def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
     """(base type, accepts None) of a dataclass field with a simple annotation."""
-    from gpt2lib.train import TrainConfig
-
     hint = typing.get_type_hints(TrainConfig)[f.name]
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -49,8 +68,6 @@ def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
 
 def _convert(name: str, raw: Any) -> Any:
     """Convert a string (or JSON/TOML value) to TrainConfig field ``name``'s type; ValueError names the option."""
-    from gpt2lib.train import TrainConfig
-
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     if name not in fields:
         raise UsageError(f"unknown option {name!r}; known: {', '.join(sorted(fields))}")
@@ -88,28 +105,19 @@ def _load_config_file(path: str) -> dict[str, Any]:
         raise UsageError(f"--config: file {path} does not exist")
     if p.suffix == ".toml":
         try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise UsageError("--config: TOML files need Python 3.11+ (tomllib); use JSON") from None
-        try:
             return tomllib.loads(p.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
     if p.suffix == ".json":
         try:
-            values = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UsageError(f"--config: {path} is not valid JSON: {e}") from None
-        if not isinstance(values, dict):
-            raise UsageError(f"--config: {path} holds a JSON {type(values).__name__}, not an object of settings")
-        return values
+            return read_json_object(p)
+        except ValueError as e:
+            raise UsageError(f"--config: {e}") from None
     raise UsageError(f"--config: {path} must end in .json or .toml")
 
 
 def train_config_from_args(args: argparse.Namespace):
     """Preset < config file < per-field flags < --set key=value."""
-    from gpt2lib.train import TrainConfig
-
     values: dict[str, Any] = {}
     if args.config:
         values.update({k: _convert(k, v) for k, v in _load_config_file(args.config).items()})
@@ -121,9 +129,6 @@ def train_config_from_args(args: argparse.Namespace):
             raise UsageError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         values[key.strip().replace("-", "_")] = _convert(key.strip().replace("-", "_"), raw)
-    from gpt2lib.errors import ConfigError
-    from gpt2lib.options import check_device, check_precision, check_train_steps
-
     try:
         cfg = TrainConfig.preset(args.preset, **values) if args.preset else TrainConfig(**values)
         check_train_steps(cfg.max_steps)  # at least one step, as train() requires
@@ -143,8 +148,6 @@ def _config_error(e) -> str:
 
 def _preset_in(argv: list[str] | None) -> str | None:
     """The --preset NAME of a `train` command line (so that --help can show that preset's own defaults)."""
-    from gpt2lib.train import PRESETS
-
     argv = list(argv or [])
     if "train" not in argv:
         return None
@@ -158,8 +161,6 @@ def _preset_in(argv: list[str] | None) -> str | None:
 
 
 def _add_train(sub, preset: str | None = None) -> None:
-    from gpt2lib.train import PRESETS, TrainConfig
-
     # --help shows the defaults of the --preset given on the command line, else TrainConfig's own
     shown = TrainConfig.preset(preset) if preset else None
     origin = f" of preset {preset}" if preset else ""
@@ -193,9 +194,6 @@ def _argtype(name: str, s: str) -> Any:
 
 
 def _read_documents(args) -> list[str]:
-    from gpt2lib.data import split_documents
-    from gpt2lib.datasets import read_text
-
     texts: list[tuple[str, str]] = []
     for name in args.dataset or []:
         texts.append((name, read_text(name)))
@@ -215,20 +213,12 @@ def _read_documents(args) -> list[str]:
 
 
 def _jsonl_texts(name: str, text: str) -> list[str]:
-    """The ``"text"`` of every line of a .jsonl file; a line that is no such object is a one-line error."""
-    docs = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{name}, line {lineno}: not JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise InputError(f"{name}, line {lineno}: expected an object with a \"text\" string, got "
-                             f"{type(obj).__name__} {line.strip()[:40]!r}")
-        docs.append(obj["text"])
-    return docs
+    """The ``"text"`` of every line of a .jsonl file; a line that is no such object is a one-line error. Lines
+    end at ``\n`` only: JSON strings may hold U+2028 and other characters ``str.splitlines`` would split at."""
+    try:
+        return [obj["text"] for obj in json_lines(text.split("\n"), name, {"text": str})]
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def _unescape(sep: str) -> str:
@@ -242,15 +232,9 @@ def _unescape(sep: str) -> str:
 
 def _load_tokenizer(spec: str):
     if spec == "gpt2":
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         return get_gpt2_tokenizer()
-    from gpt2lib.bpe import BytePairTokenizer
-
     if not Path(spec).is_file():
         raise UsageError(f"--tokenizer: {spec!r} is neither 'gpt2' nor a saved BytePairTokenizer file")
-    from gpt2lib.tokenizer import check_split_pattern
-
     tok = BytePairTokenizer.load(spec)
     check_split_pattern(tok.pattern, spec)
     return tok
@@ -264,8 +248,6 @@ def _add_inputs(p) -> None:
 
 
 def _cmd_prepare(args) -> int:
-    from gpt2lib.data import prepare
-
     docs = _read_documents(args)
     meta = prepare(docs, args.out, _load_tokenizer(args.tokenizer), val_fraction=args.val_fraction,
                    shard_size=args.shard_size, num_workers=args.workers, seed=args.seed, overwrite=args.overwrite)
@@ -275,8 +257,6 @@ def _cmd_prepare(args) -> int:
 
 
 def _cmd_train_tokenizer(args) -> int:
-    from gpt2lib.bpe import BytePairTokenizer
-
     text = "\n\n".join(_read_documents(args))
     tok = BytePairTokenizer(name=args.name).train(text, args.vocab_size)
     tok.save(args.out)
@@ -310,8 +290,7 @@ def _resume_command(argv: list[str], cfg) -> str:
 
 
 def _cmd_webtext(args) -> int:
-    from gpt2lib.engine import get_engine
-    from gpt2lib.webtext import build_webtext
+    from gpt2lib.webtext import build_webtext  # lazy: webtext needs datasketch (optional: gpt2lib[experiments])
 
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
@@ -326,10 +305,6 @@ def _cmd_webtext(args) -> int:
 
 
 def _train_lock(cfg):
-    import contextlib
-
-    from gpt2lib.lock import output_lock
-
     if int(os.environ.get("RANK", "0") or 0) != 0:  # only rank 0 writes
         return contextlib.nullcontext()
     return output_lock(cfg.out_dir, "train")
@@ -338,9 +313,6 @@ def _train_lock(cfg):
 def _check_resume_steps(cfg) -> None:
     """``--resume`` with a ``--max-steps`` the run has already reached would train nothing (the check
     :func:`gpt2lib.train.train` makes too, spelled as the command line's option)."""
-    from gpt2lib.errors import ConfigError
-    from gpt2lib.options import check_train_steps
-
     try:
         check_train_steps(cfg.max_steps, resume=cfg.resume, out_dir=cfg.out_dir)
     except ConfigError as e:
@@ -348,8 +320,6 @@ def _check_resume_steps(cfg) -> None:
 
 
 def _cmd_train(args) -> int:
-    from gpt2lib.train import TrainingInterrupted, train
-
     cfg = train_config_from_args(args)
     try:
         with _train_lock(cfg):  # before the resume check reads the folder; train() takes it again (re-entrant)
@@ -367,10 +337,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    import torch
-
-    from gpt2lib.resolve import resolve_model
-
     resolved = resolve_model(args.model, tokenizer=_load_tokenizer(args.tokenizer) if args.tokenizer else None)
     model, tok = resolved.model, resolved.tokenizer
     gen = torch.Generator().manual_seed(args.seed)
@@ -441,15 +407,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=Int("--seed", 0, 2**63 - 1), default=0)
     p.set_defaults(func=_cmd_sample)
 
-    from gpt2lib import tasks  # the `eval` command (GPT-2 §3); tasks imports evaluate, not the reverse
-
     tasks.add_cli(sub)
     return parser
 
 
 def signal_name(signum: int) -> str:
-    import signal
-
     try:
         return signal.Signals(signum).name
     except ValueError:
@@ -458,13 +420,6 @@ def signal_name(signum: int) -> str:
 
 # Exceptions that are always the user's data, files or setup, whatever raised them: one line, exit status 1.
 def _user_error_types() -> tuple[type, ...]:
-    import gzip
-    import zlib
-
-    from safetensors import SafetensorError
-
-    from gpt2lib.errors import GPT2LibError
-
     return (GPT2LibError, InputError, SafetensorError, OSError, UnicodeError, EOFError, json.JSONDecodeError,
             gzip.BadGzipFile, zlib.error, FloatingPointError)
 
@@ -477,8 +432,6 @@ def _raised_on_purpose(e: BaseException) -> bool:
     """True if the innermost frame that raised ``e`` is a ``raise`` statement in gpt2lib (a checked error with a
     message, such as ``raise ValueError(f"... names the problem")``), not an implicit error (a KeyError of a
     dict lookup, a TypeError inside torch): those are bugs, and keep their traceback."""
-    import linecache
-
     tb = e.__traceback__
     if tb is None or isinstance(e, _NEVER_USER):
         return False
@@ -488,8 +441,6 @@ def _raised_on_purpose(e: BaseException) -> bool:
     package = str(Path(__file__).resolve().parent)
     remote = e.__cause__
     if type(remote).__name__ == "_RemoteTraceback" and "concurrent" in filename:  # raised in a worker process
-        import re
-
         frames = re.findall(r'File "([^"]+)", line (\d+)', str(remote))
         if not frames:
             return False
@@ -501,8 +452,6 @@ def _raised_on_purpose(e: BaseException) -> bool:
 
 def is_user_error(e: BaseException) -> bool:
     """Whether the command line reports ``e`` in one line (see :func:`main`) rather than as a bug."""
-    from gpt2lib.errors import MissingPackageError
-
     if isinstance(e, MissingPackageError):
         return True
     return (isinstance(e, _user_error_types()) and not isinstance(e, _NEVER_USER)) or _raised_on_purpose(e)
@@ -517,8 +466,6 @@ class _Terminated(KeyboardInterrupt):
 def _terminate_like_ctrl_c():
     """While a command runs, SIGTERM raises :class:`_Terminated` in this process (not in forked workers, which
     keep the default: they just end). Returns the previous handler."""
-    import signal
-
     main_pid = os.getpid()
 
     def handler(signum, frame):
@@ -546,10 +493,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command. A bad command line exits 2; an error the user can fix (gpt2lib's own errors, bad files and
     data, I/O, decoding, a missing optional package, an engine without workers) is one line and exit 1; Ctrl-C
     and SIGTERM exit 128 + N after the command's clean-up. Any other exception is a bug: its traceback shows."""
-    import signal
-
-    from gpt2lib.errors import ConfigError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     try:  # (building the parser imports torch: seconds, in which a Ctrl-C is one line too)
         parser = build_parser(argv)

@@ -40,8 +40,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gpt2lib._io import atomic_write_bytes
+from gpt2lib._io import atomic_write_bytes, read_json_object
+from gpt2lib.bpe import BytePairTokenizer
 from gpt2lib.lock import LOCK_FILE, locks_output
+from gpt2lib.tokenizer import check_split_pattern, get_gpt2_tokenizer
 
 __all__ = ["prepare", "TokenShards", "TokenLoader", "split_documents", "dtype_for_vocab", "load_tokenizer",
            "read_meta", "check_shard_ids", "META_FILE"]
@@ -259,8 +261,6 @@ def _check_tokenizer(tokenizer) -> None:
     name = getattr(tokenizer, "name", type(tokenizer).__name__)
     pattern = getattr(tokenizer, "pattern", None)
     if isinstance(pattern, str) or pattern is not None:
-        from gpt2lib.tokenizer import check_split_pattern
-
         check_split_pattern(pattern, f"tokenizer {name!r}")
     back = tokenizer.decode(tokenizer.encode(_PROBE))
     if back != _PROBE:
@@ -392,17 +392,12 @@ def load_tokenizer(data_dir: str | os.PathLike):
     meta = read_meta(data_dir)
     path = data_dir / meta["tokenizer_file"] if "tokenizer_file" in meta else data_dir / TOKENIZER_FILE
     if path.is_file():  # (folders written before the manifest keep it at the top)
-        from gpt2lib.bpe import BytePairTokenizer
-        from gpt2lib.tokenizer import check_split_pattern
-
         tok = BytePairTokenizer.load(path)
         check_split_pattern(tok.pattern, str(path))
         return tok
     if "tokenizer_file" in meta:
         raise FileNotFoundError(f"{path} (named in {data_dir / META_FILE}) is missing")
     if meta["tokenizer"] == "gpt2":
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         return get_gpt2_tokenizer()
     raise FileNotFoundError(f"{data_dir} has no {TOKENIZER_FILE} and its tokenizer {meta['tokenizer']!r} is not gpt2")
 
@@ -424,12 +419,7 @@ def read_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
     meta_path = Path(data_dir) / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} not found: {data_dir} is not a finished gpt2lib.data.prepare folder")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{meta_path} holds a JSON {type(meta).__name__}, not an object")
+    meta = read_json_object(meta_path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
 

@@ -37,7 +37,9 @@ import hashlib
 import http.client
 import os
 import sys
+import tarfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -312,9 +314,6 @@ def read_text(name: str, encoding: str = "utf-8", **kwargs) -> str:
 def read_member(archive: str | os.PathLike, member: str) -> bytes:
     """The bytes of ``member`` inside a ``.zip`` or ``.tgz`` / ``.tar.gz`` archive (nothing is extracted to disk);
     a missing member raises ``KeyError`` naming the archive and the members it has."""
-    import tarfile
-    import zipfile
-
     archive = Path(archive)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, Sequence
 
+from gpt2lib.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, count_pretokens, train_from_counts
+from gpt2lib.data import prepare
 from gpt2lib.errors import GPT2LibError, MissingPackageError
 from gpt2lib.pipeline import (GroupStage, Stage, StageReport, apply_stages, candidate_pairs, components_drops,
                               stable_bucket)
@@ -153,7 +155,7 @@ class DaskEngine(SerialEngine):
     def __init__(self, workers: int = 2, address: str | None = None, retries: int = 2,
                  worker_timeout: float | None = None):
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client, LocalCluster  # optional: gpt2lib[scale]
         except ImportError:
             raise MissingPackageError('engine "dask" needs Dask distributed, which is not installed: '
                               'pip install "gpt2lib[scale]"') from None
@@ -201,7 +203,7 @@ class DaskEngine(SerialEngine):
         return self.map(list, list(values))
 
     def gather(self, handles: list) -> list:
-        from distributed import KilledWorker
+        from distributed import KilledWorker  # optional: gpt2lib[scale] (present once a client runs)
 
         try:
             return self.client.gather(list(handles))
@@ -451,8 +453,6 @@ def prepare_on_engine(engine, texts: Sequence[str], out_dir, tokenizer, *, parti
                       **prepare_kwargs) -> dict:
     """:func:`gpt2lib.data.prepare` with the tokenization done on ``engine`` (one task per partition);
     shard bytes and metadata equal a serial ``prepare``'s."""
-    from gpt2lib.data import prepare
-
     texts = list(texts)
     parts = split_evenly(texts, partitions or max(1, 2 * engine.workers))
     encoded = engine.gather(engine.map(partial(_encode_texts, tokenizer), engine.scatter(parts)))
@@ -482,8 +482,6 @@ def train_bpe_on_engine(engine, texts: Sequence[str], vocab_size: int, *, partit
     partition runs :func:`gpt2lib.bpe.count_pretokens`, the driver sums the counts and learns the merges
     (:func:`gpt2lib.bpe.train_from_counts`). ``train_kwargs``: ``special_tokens``, ``tie_break``,
     ``pattern``, ``name``. Equals ``BytePairTokenizer(pattern=p).train("<|endoftext|>".join(texts), v)``."""
-    from gpt2lib.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, count_pretokens, train_from_counts
-
     pattern = train_kwargs.get("pattern", GPT2_SPLIT_PATTERN)
     specials = tuple(train_kwargs.get("special_tokens", (ENDOFTEXT,)))
     counts = count_pretokens_on_engine(engine, texts, partial(count_pretokens, pattern=pattern,

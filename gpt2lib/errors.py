@@ -7,7 +7,10 @@ exit status instead of a traceback. Subclasses also derive from the matching bui
 """
 from __future__ import annotations
 
-__all__ = ["GPT2LibError", "ConfigError", "MissingPackageError"]
+import importlib
+from types import ModuleType
+
+__all__ = ["GPT2LibError", "ConfigError", "MissingPackageError", "optional_import"]
 
 
 class GPT2LibError(Exception):
@@ -28,3 +31,12 @@ class ConfigError(GPT2LibError, ValueError):
 
 class MissingPackageError(GPT2LibError, ImportError):
     """An optional package a feature needs is not installed; the message gives the pip command."""
+
+
+def optional_import(module: str, extra: str = "experiments") -> ModuleType:
+    """``module``, imported on first use: an optional dependency the base package does not install. When it is
+    missing, :class:`MissingPackageError` names the pip command (the ``gpt2lib[extra]`` that brings it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingPackageError(f"{module} is not installed ({e}); pip install \"gpt2lib[{extra}]\"") from None

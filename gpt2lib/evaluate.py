@@ -32,17 +32,18 @@ Dependencies run one way: :mod:`gpt2lib.tasks` imports this module, never the re
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from gpt2lib._io import json_lines
+from gpt2lib.generation import stream
 from gpt2lib.hardware import LOGITS_CHUNK_BYTES, autocast_dtype, choose_precision
+from gpt2lib.options import check_int
 
 __all__ = [
     "ContinuationScore", "score_continuations", "next_token_argmax", "token_nlls", "LMResult", "evaluate_lm", "count_words",
@@ -164,6 +165,15 @@ def _block_size(model: torch.nn.Module) -> int:
     return int(model.config.block_size)
 
 
+def _right_padded(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``[len(rows), longest]`` token ids, each row left-aligned and padded with 0 on the right (padding after
+    every real token: under causal attention it never changes the scores of the positions before it)."""
+    out = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Scoring continuations.
 
@@ -235,11 +245,7 @@ def score_continuations(
         bar = tqdm(total=len(order), desc=desc, disable=not progress, leave=False)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            T = max(len(seqs[i][0]) for i in chunk) - 1
-            idx = torch.zeros((len(chunk), T), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                full = seqs[i][0]
-                idx[row, : len(full) - 1] = torch.tensor(full[:-1])
+            idx = _right_padded([seqs[i][0][:-1] for i in chunk])
             with _autocast(model, precision):
                 h, head = _hidden(model, idx.to(device))
                 rb, rt, tg, firsts = [], [], [], []
@@ -303,10 +309,7 @@ def next_token_argmax(model: torch.nn.Module, seqs: Sequence[Sequence[int]], bat
     try:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            T = max(len(seqs[i]) for i in chunk)
-            idx = torch.zeros((len(chunk), T), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                idx[row, : len(seqs[i])] = torch.tensor(seqs[i])
+            idx = _right_padded([seqs[i] for i in chunk])
             with _autocast(model, precision):
                 h, head = _hidden(model, idx.to(_device(model)))
                 last = torch.tensor([len(seqs[i]) - 1 for i in chunk], device=h.device)
@@ -351,8 +354,6 @@ def token_nlls(
     ``context_len=1`` and ``make_disjoint_window``: disjoint windows, the final partial one with
     full context).
     """
-    from gpt2lib.options import check_int
-
     check_int("batch_size", batch_size, 1)  # an unchecked -1 left the result unfilled (ppl 1)
     L = max_length or _block_size(model)
     if L > _block_size(model) or L < 2:
@@ -381,12 +382,8 @@ def token_nlls(
     try:
         for start in tqdm(range(0, len(windows), batch_size), desc="perplexity", disable=not progress, leave=False):
             chunk = windows[start : start + batch_size]
-            T = max(e - b - 1 for b, e, _ in chunk)
-            idx = torch.zeros((len(chunk), T), dtype=torch.long)
-            tgt = torch.zeros((len(chunk), T), dtype=torch.long)  # tgt[row, j] = seq[b + j + 1]
-            for row, (b, e, _) in enumerate(chunk):
-                idx[row, : e - b - 1] = torch.tensor(seq[b : e - 1])
-                tgt[row, : e - b - 1] = torch.tensor(seq[b + 1 : e])
+            idx = _right_padded([seq[b : e - 1] for b, e, _ in chunk])
+            tgt = _right_padded([seq[b + 1 : e] for b, e, _ in chunk])  # tgt[row, j] = seq[b + j + 1]
             with _autocast(model, precision):
                 h, head = _hidden(model, idx.to(device))
                 # only the positions this window scores (not the context an overlapping window re-reads)
@@ -561,8 +558,6 @@ def generate_text(
     (``on_overflow="error"``), or keeps its last ``block_size - max_new_tokens`` tokens when the caller
     asks for it (``on_overflow="left"``) and reports the cut itself. Never cut silently.
     """
-    from gpt2lib.generation import stream
-
     check_vocab(model, tokenizer)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -596,21 +591,10 @@ def generate_text(
 
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> Iterator[dict]:
     """Yield the JSON objects of a ``.jsonl`` file. Blank lines are skipped; a line that is not a
-    JSON object, or lacks a ``required`` key, raises ``ValueError`` naming the file and line."""
+    JSON object, or lacks a ``required`` key, raises ``ValueError`` naming the file and line
+    (:func:`gpt2lib._io.json_lines`, which the command line's ``--input x.jsonl`` reads with too)."""
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            missing = [k for k in required if k not in obj]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing key(s) {missing}")
-            yield obj
+        yield from json_lines(f, str(path), required)
 
 
 @dataclass
@@ -698,6 +682,6 @@ def results_table(results: Sequence[TaskResult]) -> str:
 def load_model(spec: str, device: str = "cpu") -> torch.nn.Module:
     """The model ``spec`` names: a train output folder, a checkpoint folder, a Hugging Face folder, ``zoo:<name>``
     or a hub id (online only); see :func:`gpt2lib.resolve.resolve_model`."""
-    from gpt2lib.resolve import resolve_model
+    from gpt2lib.resolve import resolve_model  # lazy: resolve -> zoo -> miniworld imports this module
 
     return resolve_model(spec, device, tokenizer_required=False).model

@@ -24,12 +24,16 @@ counts normalised to sum to one, and F1 taken from the *mean* precision and *mea
 from __future__ import annotations
 
 import codecs
+import gzip
+import json
 import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Callable, Iterable, Mapping
+
+from gpt2lib.datasets import download
 
 # --------------------------------------------------------------------------------------- decoding
 
@@ -332,11 +336,6 @@ def load_benchmark(ids: Iterable[str] | None = None) -> tuple[dict[str, bytes], 
     Returns (raw pages {id: bytes}, gold text {id: text}, stored outputs {"dragnet"/"newspaper": {id: text}}),
     restricted to ``ids`` (all pages, sorted, by default).
     """
-    import gzip
-    import json
-
-    from gpt2lib.datasets import download
-
     def load(name: str) -> dict:
         return json.loads(download(name, progress=False).read_text(encoding="utf-8"))
 

@@ -30,6 +30,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from gpt2lib.evaluate import score_continuations
+
 __all__ = ["WorldConfig", "World", "Instance", "TaskScore", "make_world", "held_out", "evaluate_zero_shot", "occurrences", "TASKS", "PLACES", "ACTIVITIES"]
 
 TASKS = ("translate", "story", "count", "gist")
@@ -281,8 +283,6 @@ class TaskScore:
 def evaluate_zero_shot(model, tokenizer, instances: list[Instance], batch_size: int = 32) -> dict[str, TaskScore]:
     """Score ``model`` (any module whose forward maps ids [B, T] to logits, with ``config.block_size``) on
     ``instances``: one :class:`TaskScore` per task, in :data:`TASKS` order."""
-    from gpt2lib.evaluate import score_continuations
-
     ctx, cont, where = [], [], []
     for k, inst in enumerate(instances):
         p = tokenizer.encode(inst.prompt)

@@ -468,7 +468,8 @@ class GPT2(nn.Module):
         self.hidden_states(idx, attn_out=maps)  # the maps are all we need: skip the LM head
         return torch.stack(maps)
 
-    # Generation and weights live in their own modules; these are thin entry points.
+    # Generation and weights live in their own modules; these are thin entry points. Their imports are lazy:
+    # gpt2lib.generation and gpt2lib.weights import this module.
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs: Any) -> torch.Tensor:
         """Autoregressive sampling with a KV cache; see :func:`gpt2lib.generation.generate`."""
         from gpt2lib.generation import generate

@@ -10,10 +10,15 @@ checks the arguments every §3 task shares, identically for every task.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from gpt2lib._io import read_json_object
+from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
 from gpt2lib.errors import ConfigError
 
 __all__ = ["check_int", "check_real", "check_choice", "check_device", "check_precision", "check_eval",
@@ -26,6 +31,10 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+
 def _range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
     if lo is not None and hi is not None:
         return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
@@ -36,29 +45,28 @@ def _range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_op
     return ""
 
 
-def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, none: bool = False) -> Any:
-    """``value`` if it is an integer (not a bool) in ``[lo, hi]`` (or None when ``none``); else ConfigError."""
+def _check_range(name: str, value: Any, is_kind, noun: str, lo: float | None, hi: float | None,
+                 lo_open: bool = False, hi_open: bool = False, none: bool = False) -> Any:
+    """``value`` if ``is_kind(value)`` and it lies in the range (or it is None when ``none``); else ConfigError
+    ``must be <noun> <range>[ or None], got <value>``."""
     if value is None and none:
         return value
-    if not _is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
-        what = f"an integer {_range_text(lo, hi)}".rstrip()
+    if not (is_kind(value) and (lo is None or (value > lo if lo_open else value >= lo))
+            and (hi is None or (value < hi if hi_open else value <= hi))):
+        what = f"{noun} {_range_text(lo, hi, lo_open, hi_open)}".rstrip()
         raise ConfigError(name, f"must be {what}{' or None' if none else ''}, got {value!r}")
     return value
+
+
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, none: bool = False) -> Any:
+    """``value`` if it is an integer (not a bool) in ``[lo, hi]`` (or None when ``none``); else ConfigError."""
+    return _check_range(name, value, _is_int, "an integer", lo, hi, none=none)
 
 
 def check_real(name: str, value: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
                hi_open: bool = False, none: bool = False) -> Any:
     """``value`` if it is a real number (int or float, not a bool, not NaN) in the range; else ConfigError."""
-    if value is None and none:
-        return value
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-    if ok:
-        ok = (lo is None or (value > lo if lo_open else value >= lo)) and \
-             (hi is None or (value < hi if hi_open else value <= hi))
-    if not ok:
-        what = f"a number {_range_text(lo, hi, lo_open, hi_open)}".rstrip()
-        raise ConfigError(name, f"must be {what}{' or None' if none else ''}, got {value!r}")
-    return value
+    return _check_range(name, value, _is_real, "a number", lo, hi, lo_open, hi_open, none)
 
 
 def check_choice(name: str, value: Any, choices: tuple | list) -> Any:
@@ -69,8 +77,6 @@ def check_choice(name: str, value: Any, choices: tuple | list) -> Any:
 
 def check_device(name: str, value: Any) -> Any:
     """A torch device string this machine has (``cuda`` needs CUDA, ``cuda:3`` a fourth GPU)."""
-    import torch
-
     if not isinstance(value, str):
         raise ConfigError(name, f"must be a device name such as cpu or cuda, got {value!r}")
     if value == "auto":
@@ -92,8 +98,6 @@ def check_device(name: str, value: Any) -> Any:
 
 def check_precision(name: str, precision: Any, device: Any) -> Any:
     """``precision`` is one of :data:`PRECISIONS` and can run on ``device`` (fp16 only on a CUDA GPU)."""
-    import torch
-
     check_choice(name, precision, PRECISIONS)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else \
         torch.device(device)
@@ -188,8 +192,6 @@ class OneLineParser(argparse.ArgumentParser):
 def checked_task(task):
     """Wrap a §3 task function so that its shared arguments go through :func:`check_eval` before any work,
     the same for every task (the model's device decides whether fp16 can run, its context bounds max_length)."""
-    import functools
-
     @functools.wraps(task)
     def run(model: Any, tokenizer: Any, **kw: Any):
         try:
@@ -213,12 +215,8 @@ def check_train_steps(max_steps: Any, *, resume: bool = False, out_dir: Any = No
     checkpoint is left for the loader to report."""
     check_int(name, max_steps, 1)
     if resume and out_dir is not None:
-        import json
-
-        from gpt2lib.checkpoint import CheckpointError, latest_checkpoint
-
         try:
-            step = json.loads((latest_checkpoint(out_dir) / "state.json").read_text(encoding="utf-8"))["step"]
+            step = read_json_object(latest_checkpoint(out_dir) / "state.json")["step"]
         except (CheckpointError, OSError, ValueError, KeyError, TypeError):
             return max_steps
         if _is_int(step) and step >= max_steps:

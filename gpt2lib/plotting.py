@@ -12,6 +12,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
+
 MIN_FONT_PT = 10.0    # no text smaller than this in a figure drawn COLUMN_INCHES wide
 COLUMN_INCHES = 7.5   # the widest a figure is drawn: 720 px at 96 px per inch, shown at >= 0.93 of its size
 
@@ -56,16 +58,12 @@ def rc_params() -> dict[str, object]:
 
 def use_book_style() -> None:
     """Apply the book's style to matplotlib for the rest of the session."""
-    import matplotlib
-
     matplotlib.rcParams.update(rc_params())
 
 
 @contextmanager
 def book_style():
     """``with book_style(): ...`` draws with the book's style and restores the previous settings after."""
-    import matplotlib
-
     with matplotlib.rc_context(rc_params()):
         yield
 

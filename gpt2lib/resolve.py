@@ -20,11 +20,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt2lib._io import read_json_object
+from gpt2lib.bpe import FORMAT, BytePairTokenizer
+from gpt2lib.checkpoint import POINTER, CheckpointError, latest_checkpoint, load_checkpoint
+from gpt2lib.data import load_tokenizer
 from gpt2lib.errors import GPT2LibError
+from gpt2lib.model import GPT2, GPT2Config
+from gpt2lib.runtok import GPT2_VOCAB_SIZES, RunTokenizerError, tokenizer_from_record
+from gpt2lib.tokenizer import get_gpt2_tokenizer
+from gpt2lib.zoo import load_pretrained_tiny
 
 KINDS = ("zoo", "run", "checkpoint", "huggingface", "hub")
 ACCEPTED = ("a train output folder (holds 'latest'), a checkpoint folder (holds state.json), a Hugging Face "
@@ -55,8 +64,8 @@ def _hf_bpe_files(folder: Path, tmp: Path) -> tuple[Path, Path] | None:
     path = folder / "tokenizer.json"
     if not path.is_file():
         return None
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    model = doc.get("model") if isinstance(doc, dict) else None
+    doc = read_json_object(path, error=ModelSourceError)
+    model = doc.get("model")
     if not isinstance(model, dict) or model.get("type") != "BPE":
         raise ModelSourceError(f"{path}: not a BPE tokenizer gpt2lib can read (expected a byte-level BPE)")
     vocab = dict(model["vocab"])
@@ -68,26 +77,26 @@ def _hf_bpe_files(folder: Path, tmp: Path) -> tuple[Path, Path] | None:
     return tmp / "vocab.json", tmp / "merges.txt"
 
 
-def folder_tokenizer(folder: str | os.PathLike) -> tuple[Any, str]:
+def folder_tokenizer(folder: str | os.PathLike, vocab_size: int | None = None) -> tuple[Any, str]:
     """``(tokenizer, where it came from)`` for a model folder: gpt2lib's ``tokenizer.json`` (a trained
     :class:`gpt2lib.bpe.BytePairTokenizer`), transformers' ``vocab.json`` + ``merges.txt`` or ``tokenizer.json``
-    (GPT-2's own files give the GPT-2 tokenizer), else GPT-2's tokenizer, said to be assumed."""
-    import tempfile
-
-    from gpt2lib.bpe import BytePairTokenizer
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
-
+    (GPT-2's own files give the GPT-2 tokenizer), else GPT-2's tokenizer, said to be assumed: only if the
+    model's ``vocab_size`` (when given) is GPT-2's, else :class:`gpt2lib.runtok.RunTokenizerError` (decoding
+    with GPT-2's would print garbage)."""
     folder = Path(folder)
-    from gpt2lib.bpe import FORMAT
-
     path = folder / "tokenizer.json"
     if path.is_file():
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(doc, dict) and doc.get("format") == FORMAT:  # gpt2lib's own format
+        doc = read_json_object(path, error=ModelSourceError)
+        if doc.get("format") == FORMAT:  # gpt2lib's own format
             return BytePairTokenizer.load(path), f"gpt2lib BPE from {path}"
     with tempfile.TemporaryDirectory() as tmp:
         files = _hf_bpe_files(folder, Path(tmp))
         if files is None:
+            if vocab_size is not None and vocab_size not in GPT2_VOCAB_SIZES:
+                raise RunTokenizerError(
+                    f"--model {folder}: the folder has no tokenizer files (vocab.json + merges.txt or "
+                    f"tokenizer.json) and its vocabulary of {vocab_size} tokens is not GPT-2's "
+                    f"({GPT2_VOCAB_SIZES[0]}); pass --tokenizer FILE (the BytePairTokenizer it was trained with)")
             return get_gpt2_tokenizer(), f"GPT-2's (assumed: {folder} holds no tokenizer files)"
         try:
             tok = BytePairTokenizer.from_gpt2_files(*files)
@@ -106,8 +115,6 @@ def _offline() -> bool:
 
 def source_kind(spec: str) -> str:
     """Which kind of source ``spec`` names (one of :data:`KINDS`), without loading anything."""
-    from gpt2lib.checkpoint import POINTER
-
     if spec.startswith("zoo:"):
         return "zoo"
     path = Path(spec)
@@ -129,24 +136,16 @@ def source_kind(spec: str) -> str:
 def _read_state(ckpt: Path) -> dict:
     """A checkpoint's state.json, checked for the fields a model is built from (a damaged or hand-edited one is
     a one-line CheckpointError naming the file and the field)."""
-    from gpt2lib.checkpoint import CheckpointError
-
     path = ckpt / "state.json"
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is damaged ({e})") from None
+    state = read_json_object(path, error=CheckpointError, not_json="is damaged")
     problems = []
-    if not isinstance(state, dict):
-        problems.append(f"it holds a JSON {type(state).__name__}, not an object")
-    else:
-        config = state.get("config")
-        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-            problems.append(f"'config' must be an object with a 'model' object, got {str(config)[:40]!r}")
-        elif not isinstance(config.get("train_full", {}), dict):
-            problems.append("'config.train_full' must be an object")
-        if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
-            problems.append(f"'step' must be an integer, got {state.get('step')!r}")
+    config = state.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        problems.append(f"'config' must be an object with a 'model' object, got {str(config)[:40]!r}")
+    elif not isinstance(config.get("train_full", {}), dict):
+        problems.append("'config.train_full' must be an object")
+    if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
+        problems.append(f"'step' must be an integer, got {state.get('step')!r}")
     if problems:
         raise CheckpointError(f"{path} is damaged or hand-edited: {'; '.join(problems)}")
     return state
@@ -155,9 +154,6 @@ def _read_state(ckpt: Path) -> dict:
 def _run_tokenizer(state: dict, ckpt: Path, vocab_size: int):
     """The tokenizer a checkpoint recorded; for checkpoints from before the record, the data folder's, taken
     relative to the current directory only if that is how the run named it, and only if its size fits."""
-    from gpt2lib.data import load_tokenizer
-    from gpt2lib.runtok import RunTokenizerError, tokenizer_from_record
-
     if state["config"].get("tokenizer") is not None:
         return tokenizer_from_record(state["config"]["tokenizer"], str(ckpt))
     data_dir = state["config"]["train_full"]["data_dir"]
@@ -177,15 +173,10 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None, *,
     GPT-2's for a Hugging Face folder or hub id (one without tokenizer files only if its vocabulary is GPT-2's:
     else :class:`gpt2lib.runtok.RunTokenizerError`, or ``tokenizer=None`` when ``tokenizer_required`` is False).
     """
-    from gpt2lib.checkpoint import latest_checkpoint, load_checkpoint
-    from gpt2lib.model import GPT2, GPT2Config
-
     kind = source_kind(spec)
     path = None if kind in ("zoo", "hub") else Path(spec)
     tok, source = None, ""
     if kind == "zoo":
-        from gpt2lib.zoo import load_pretrained_tiny
-
         try:
             model, tok = load_pretrained_tiny(spec[len("zoo:"):])
         except KeyError as e:
@@ -204,15 +195,8 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None, *,
     elif kind == "huggingface":
         model = GPT2.from_pretrained(spec)
         if tokenizer is None:
-            from gpt2lib.runtok import GPT2_VOCAB_SIZES, RunTokenizerError
-
             try:
-                tok, source = folder_tokenizer(spec)
-                if source.startswith("GPT-2's (assumed") and model.config.vocab_size not in GPT2_VOCAB_SIZES:
-                    raise RunTokenizerError(
-                        f"--model {spec}: the folder has no tokenizer files (vocab.json + merges.txt or "
-                        f"tokenizer.json) and its vocabulary of {model.config.vocab_size} tokens is not GPT-2's "
-                        f"({GPT2_VOCAB_SIZES[0]}); pass --tokenizer FILE (the BytePairTokenizer it was trained with)")
+                tok, source = folder_tokenizer(spec, model.config.vocab_size)
             except RunTokenizerError:
                 if tokenizer_required:
                     raise
@@ -229,8 +213,6 @@ def resolve_model(spec: str, device: str = "cpu", tokenizer: Any = None, *,
     if tokenizer is not None:
         tok, source = tokenizer, "given by the caller"
     elif tok is None and kind in ("zoo", "hub"):
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         tok, source = get_gpt2_tokenizer(), f"GPT-2's (the hub model {spec})"
     return ResolvedModel(model=model.to(device).eval(), kind=kind, path=path, tokenizer=tok, tokenizer_source=source)
 

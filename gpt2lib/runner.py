@@ -446,7 +446,7 @@ class Run:
 
 def plot_losses(log_path: str | os.PathLike, ax=None):
     """Plot train and val loss (nats per token) against step from a ``log.jsonl``; returns the axes."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: a 1 s import that only plots need (train imports this module)
 
     records = read_log(log_path)
     if ax is None:

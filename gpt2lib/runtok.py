@@ -17,7 +17,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gpt2lib._io import read_json_object
+from gpt2lib.bpe import BytePairTokenizer
+from gpt2lib.data import TOKENIZER_FILE, read_meta
 from gpt2lib.errors import GPT2LibError
+from gpt2lib.tokenizer import get_gpt2_tokenizer
 
 __all__ = ["tokenizer_record", "tokenizer_from_record", "GPT2_VOCAB_SIZES", "RunTokenizerError"]
 
@@ -34,8 +38,6 @@ def _digest(doc: Any) -> str:
 
 def tokenizer_record(data_dir: str | os.PathLike) -> dict[str, Any] | None:
     """What a checkpoint records of the tokenizer of the ``prepare`` folder ``data_dir`` (None if unknown)."""
-    from gpt2lib.data import TOKENIZER_FILE, read_meta
-
     data_dir = Path(data_dir)
     try:
         meta = read_meta(data_dir)
@@ -43,7 +45,7 @@ def tokenizer_record(data_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     path = data_dir / meta.get("tokenizer_file", TOKENIZER_FILE)
     if path.is_file():
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json_object(path)
         return {"kind": "bpe", "sha256": _digest(doc), "source": str(path.resolve()), "json": doc}
     if meta.get("tokenizer") == "gpt2" and "tokenizer_file" not in meta:
         return {"kind": "gpt2"}
@@ -55,39 +57,20 @@ def tokenizer_from_record(record: Any, where: str):
     if not isinstance(record, dict) or record.get("kind") not in ("gpt2", "bpe"):
         raise RunTokenizerError(f"{where}: the recorded tokenizer {str(record)[:60]!r} is not one gpt2lib wrote")
     if record["kind"] == "gpt2":
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         return get_gpt2_tokenizer()
     doc = record.get("json")
     if _digest(doc) != record.get("sha256"):
         raise RunTokenizerError(f"{where}: the recorded tokenizer does not match its sha256 (edited or damaged)")
-    from gpt2lib.bpe import BytePairTokenizer
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tokenizer.json"
         path.write_text(json.dumps(doc), encoding="utf-8")
         return BytePairTokenizer.load(path)
 
 
-def huggingface_tokenizer(folder: Path, vocab_size: int):
-    """The tokenizer of a Hugging Face folder: its ``vocab.json`` + ``merges.txt`` if it has them, GPT-2's if
-    its vocabulary has GPT-2's size; otherwise :class:`RunTokenizerError` (decoding with GPT-2's would print
-    garbage)."""
-    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        from gpt2lib.bpe import BytePairTokenizer
+def huggingface_tokenizer(folder: str | os.PathLike, vocab_size: int):
+    """The tokenizer of a Hugging Face folder whose model has ``vocab_size`` tokens: what
+    :func:`gpt2lib.resolve.folder_tokenizer` finds (GPT-2's only if the folder has no tokenizer files and the
+    vocabulary has GPT-2's size; otherwise :class:`RunTokenizerError`)."""
+    from gpt2lib.resolve import folder_tokenizer  # lazy: gpt2lib.resolve imports this module
 
-        tok = BytePairTokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt")
-        if vocab_size in GPT2_VOCAB_SIZES and tok.n_vocab == 50257:
-            from gpt2lib.tokenizer import get_gpt2_tokenizer
-
-            gpt2 = get_gpt2_tokenizer()
-            if tok.decode_bytes(range(50257)) == gpt2.decode_bytes(list(range(50257))):
-                return gpt2  # the same vocabulary: use the fast tokenizer
-        return tok
-    if vocab_size in GPT2_VOCAB_SIZES:
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
-        return get_gpt2_tokenizer()
-    raise RunTokenizerError(f"--model {folder}: the folder has no tokenizer files (vocab.json + merges.txt) and its "
-                            f"vocabulary of {vocab_size} tokens is not GPT-2's ({GPT2_VOCAB_SIZES[0]}); pass "
-                            f"--tokenizer FILE (the BytePairTokenizer it was trained with)")
+    return folder_tokenizer(folder, vocab_size)[0]

@@ -39,6 +39,7 @@ from typing import AbstractSet, Iterable, Iterator, Literal
 import regex
 import tiktoken
 
+from gpt2lib.bpe import BytePairTokenizer, stream_pieces
 from gpt2lib.errors import GPT2LibError
 
 ENDOFTEXT = "<|endoftext|>"
@@ -146,8 +147,6 @@ class GPT2Tokenizer:
         Encoding chunk by chunk would be wrong where GPT-2's whitespace rule crosses a chunk end
         (``["a\\n", "\\n", "\\n", "b"]`` is ``[64, 628, 198, 65]``); the text is re-cut only where that is
         safe, by :func:`gpt2lib.bpe.stream_pieces`."""
-        from gpt2lib.bpe import stream_pieces
-
         specials = self._allowed(allowed_special) if allowed_special else frozenset()
         for piece in stream_pieces(chunks, specials, pattern=self.encoding._pat_str):
             yield from self.encode(piece, allowed_special)
@@ -202,8 +201,6 @@ def _ranks_from_mirror(folder: Path, problems: list[str]) -> dict[bytes, int] | 
         return ranks
     encoder, vocab = verified("encoder.json"), verified("vocab.bpe")
     if encoder is not None and vocab is not None:
-        from gpt2lib.bpe import BytePairTokenizer
-
         return {t: i for i, t in enumerate(BytePairTokenizer.from_gpt2_files(encoder, vocab).vocab)}
     return None
 

@@ -41,9 +41,11 @@ reduce (candidate pairs per key) -> verify -> connected components -> filter per
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 from functools import partial
@@ -51,9 +53,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
+from gpt2lib._io import atomic_write_bytes
+from gpt2lib.data import prepare
+from gpt2lib.datasets import download
 from gpt2lib.dedup import ExactDedup, NearDedup
+from gpt2lib.engine import SerialEngine, prepare_on_engine, run_engine, split_evenly
+from gpt2lib.extract import decode_html, extract_text
+from gpt2lib.lock import LOCK_FILE, output_lock
 from gpt2lib.pipeline import (Drop, GroupStage, Keep, PipelineRun, Stage, StageReport, apply_stages,  # noqa: F401
                               run_pipeline)
+from gpt2lib.tokenizer import get_gpt2_tokenizer
 
 # ------------------------------------------------------------------------------ Reddit links
 
@@ -69,10 +78,6 @@ class Link:
 
 def read_lines(path: str | Path) -> Iterator[bytes]:
     """Raw lines of a (gzip) NDJSON file, as bytes, so that decoding errors become pipeline drops."""
-    import gzip
-
-    import zlib
-
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -218,8 +223,6 @@ def link_stages(karma: int = 3) -> list[Stage | GroupStage]:
 
 def reddit_link_lines(months: Sequence[str] = ("2005-12", "2006-12")) -> Iterator[bytes]:
     """Raw lines of the book's Reddit link files (``reddit-links-<month>`` via gpt2lib.datasets)."""
-    from gpt2lib.datasets import download
-
     for month in months:
         yield from read_lines(download(f"reddit-links-{month}", progress=False))
 
@@ -251,8 +254,6 @@ def html_to_text(page: Page, extractor: Callable[[str], str] | None = None) -> D
     ``extractor`` defaults to :func:`gpt2lib.extract.extract_text`; pass e.g.
     :func:`gpt2lib.extract.extract_trafilatura` (a top-level function, so the stage stays picklable).
     """
-    from gpt2lib.extract import decode_html, extract_text
-
     decoded = decode_html(page.html, page.declared_charset)
     text = (extractor or extract_text)(decoded.text)
     if not text.strip():
@@ -342,8 +343,6 @@ def read_webtext_sample(limit: int | None = None) -> Iterator[Document]:
     """The first 1408 WebText training documents (OpenAI's gpt-2-output-dataset), as Documents.
 
     Unfiltered web text: when showing one, choose it deliberately (see the data README)."""
-    from gpt2lib.datasets import download
-
     with open(download("webtext-sample", progress=False), encoding="utf-8") as f:
         for i, line in enumerate(f):
             if limit is not None and i >= limit:
@@ -354,11 +353,7 @@ def read_webtext_sample(limit: int | None = None) -> Iterator[Document]:
 
 def write_shards(docs: Iterable[Document], out_dir: str | Path, tokenizer=None, **kwargs) -> dict:
     """Token shards of the cleaned documents via :func:`gpt2lib.data.prepare` (GPT-2 BPE by default)."""
-    from gpt2lib.data import prepare
-
     if tokenizer is None:
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         tokenizer = get_gpt2_tokenizer()
     kwargs.setdefault("progress", False)
     return prepare([d.text for d in docs], out_dir, tokenizer, **kwargs)
@@ -400,8 +395,6 @@ def read_top_domains(path: str | Path | None = None) -> list[tuple[str, int]]:
 
     One published line (rank 217, count 20068) has a count but no domain; it is kept as ``""``."""
     if path is None:
-        from gpt2lib.datasets import download
-
         path = download("webtext-top1000-domains", progress=False)
     out = []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
@@ -478,8 +471,6 @@ def read_pages(paths: Sequence[str]) -> Iterator[Page]:
 
 def _claim_out(out: Path) -> None:
     """The output folder must be new or empty: nothing of the user's is overwritten or mixed in."""
-    from gpt2lib.lock import LOCK_FILE
-
     if out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
         if not out.is_dir():
             what = "it is a file"
@@ -513,8 +504,6 @@ def build_webtext(inputs: str | Path, out_dir: str | Path, *, engine=None, parti
         raise ValueError(f"--threshold: {e}") from None
     links, pages = find_inputs(inputs)
     out = Path(out_dir)
-    from gpt2lib.lock import output_lock
-
     with output_lock(out, "webtext") as lock:  # one writer per folder
         created = lock.created
         _claim_out(out)
@@ -539,9 +528,6 @@ def _remove_own_output(out: Path, created: bool) -> None:
 
 def _build_webtext(links, pages, out: Path, engine, partitions, karma, page_dedup, tokenizer, val_fraction,
                    log) -> dict:
-    from gpt2lib.engine import SerialEngine, run_engine, prepare_on_engine, split_evenly
-    from gpt2lib._io import atomic_write_bytes
-
     engine = engine or SerialEngine()
     n_parts = partitions or max(1, 2 * engine.workers)
     result: dict = {"engine": engine.name, "workers": engine.workers, "links": {}, "documents": {}}
@@ -569,8 +555,6 @@ def _build_webtext(links, pages, out: Path, engine, partitions, karma, page_dedu
         result["documents"] = {"pages": len(pages), "kept": len(run.items), "stages": reports_json(run)}
         if run.items:
             if tokenizer is None:
-                from gpt2lib.tokenizer import get_gpt2_tokenizer
-
                 tokenizer = get_gpt2_tokenizer()
             meta = prepare_on_engine(engine, [d.text for d in run.items], out / "shards", tokenizer,
                                      val_fraction=val_fraction if len(run.items) > 1 else 0.0)

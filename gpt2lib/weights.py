@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from gpt2lib._io import atomic_path, atomic_write_text
+from gpt2lib._io import atomic_path, atomic_write_text, normal_mode, read_json_object
 from gpt2lib.model import GPT2, GPT2Config
 
 __all__ = [
@@ -265,8 +267,6 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     ``safetensors.torch.load_file``. The format: an 8-byte little-endian header length, a JSON header
     ``{name: {"dtype", "shape", "data_offsets": [begin, end]}}``, then the data, little-endian."""
     if sys.byteorder != "little":  # the format is little-endian; leave other hosts to the library
-        from safetensors.torch import load_file
-
         return load_file(str(path), device="cpu")
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -317,8 +317,6 @@ def _file_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
     """``{key: shape}`` from a ``.safetensors`` header (no tensor is read); None for other formats."""
     if path.suffix != ".safetensors":
         return None
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
@@ -359,12 +357,7 @@ def from_pretrained(name_or_dir: str | os.PathLike, **overrides: Any) -> GPT2:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"no config.json in {folder}")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"could not parse {cfg_path}: {e}") from e
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{cfg_path} does not hold a JSON object")
+    cfg = read_json_object(cfg_path)
     try:
         config = config_from_hf(cfg, **overrides)
     except KeyError as e:
@@ -406,8 +399,6 @@ def save_pretrained(model: GPT2, directory: str | os.PathLike) -> None:
     ``transformer.wte.weight``, like transformers does), and a model without biases gets zero biases.
     Files are written to a temporary name first and renamed, so an old save is never half overwritten.
     """
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config
@@ -430,7 +421,5 @@ def save_pretrained(model: GPT2, directory: str | os.PathLike) -> None:
 
     with atomic_path(directory / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
-        from gpt2lib._io import normal_mode
-
         normal_mode(tmp)  # safetensors writes 0600
     atomic_write_text(directory / "config.json", json.dumps(config_to_hf(config), indent=2) + "\n")

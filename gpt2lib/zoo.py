@@ -32,11 +32,19 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
-from gpt2lib.checkpoint import model_state_dict
 from gpt2lib import numerics
+from gpt2lib._io import read_json_object
+from gpt2lib.bpe import BytePairTokenizer
+from gpt2lib.checkpoint import model_state_dict
+from gpt2lib.data import TokenShards, prepare, split_documents
 from gpt2lib.datasets import cache_root, read_text
+from gpt2lib.miniworld import WorldConfig, make_world
 from gpt2lib.model import GPT2, GPT2Config
+from gpt2lib.recipe import evaluate_loss
+from gpt2lib.tokenizer import get_gpt2_tokenizer
+from gpt2lib.train import TrainConfig, train
 from gpt2lib.weights import load_state_dict
 
 __all__ = ["RECIPES", "MINIWORLD_SIZES", "load_pretrained_tiny", "model_card", "recipe_key", "training_environment"]
@@ -121,7 +129,7 @@ def _file_lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         try:
-            import fcntl
+            import fcntl  # lazy: POSIX only
 
             fcntl.flock(f, fcntl.LOCK_EX)
         except ImportError:  # Windows: rely on the atomic rename alone
@@ -130,14 +138,10 @@ def _file_lock(path: Path):
 
 
 def _world(recipe: dict[str, Any], control: bool):
-    from gpt2lib.miniworld import WorldConfig, make_world
-
     return make_world(WorldConfig(**recipe["world"]), control=control)
 
 
 def _documents(recipe: dict[str, Any]) -> list[str]:
-    from gpt2lib.data import split_documents
-
     if recipe["dataset"] == "miniworld":
         return _world(recipe, recipe["control"]).documents
     text = read_text(recipe["dataset"])
@@ -148,11 +152,7 @@ def _documents(recipe: dict[str, Any]) -> list[str]:
 
 def _tokenizer(recipe: dict[str, Any], docs: list[str]):
     if recipe["tokenizer"] == "gpt2":
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         return get_gpt2_tokenizer()
-    from gpt2lib.bpe import BytePairTokenizer
-
     if recipe["dataset"] == "miniworld":  # one tokenizer for the world and its control: learnt on the world
         return BytePairTokenizer(name="miniworld-bpe").train(_world(recipe, False).text,
                                                              recipe["tokenizer"]["bpe_vocab_size"])
@@ -163,15 +163,11 @@ def _tokenizer(recipe: dict[str, Any], docs: list[str]):
 def _prepare(docs: list[str], tok, data_dir: Path) -> dict[str, Any]:
     """Tokenize a recipe's documents into ``data_dir``: 5% of the documents form the held-out split, as GPT-2's
     "5% held-out sample of WebText" (§3), chosen by :func:`gpt2lib.data.prepare`'s seeded permutation."""
-    from gpt2lib.data import prepare
-
     return prepare(docs, data_dir, tok, val_fraction=0.05, progress=False)
 
 
 def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
     """Train ``recipe`` into the folder ``out`` (model.safetensors, config.json, maybe tokenizer.json)."""
-    from gpt2lib.train import TrainConfig, train
-
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe["threads"])  # float sums depend on the thread count: fix it
     try:
@@ -208,9 +204,6 @@ def _train_recipe(recipe: dict[str, Any], out: Path) -> None:
 def _final_losses(model, data_dir: Path, recipe: dict[str, Any]) -> dict[str, float]:
     """Figure 4's two numbers at the end of training: the mean loss on the first ``final_eval_batches`` batches
     (corpus order) of the train split and of the held-out split, measured the same way (GPT-2 §4)."""
-    from gpt2lib.data import TokenShards
-    from gpt2lib.recipe import evaluate_loss
-
     t = recipe["train"]
     out = {}
     for split in ("train", "val"):
@@ -239,8 +232,6 @@ def _train_in_child(name: str, recipe: dict[str, Any], out: Path, progress: bool
               f"{_EXPECTED_SECONDS.get(name, 60)} s on {recipe['threads']} idle core(s)); later calls load "
               f"{out.parent}", file=sys.stderr, flush=True)
     log = out / "child.log"
-    from tqdm.auto import tqdm
-
     with open(log, "wb") as sink, tqdm(total=steps, desc=f"training {name}", unit="step", disable=not progress,
                                        file=sys.stderr) as bar:
         child = subprocess.Popen([sys.executable, "-m", "gpt2lib.zoo", json.dumps(recipe), str(out)], env=env,
@@ -277,17 +268,13 @@ def _last_step(log: Path) -> int:
 
 
 def _load(folder: Path):
-    meta = json.loads((folder / "config.json").read_text())
+    meta = read_json_object(folder / "config.json")
     # every key checked (a missing or mis-shaped one is a ValueError); lm_head is tied to wte
     model = load_state_dict(GPT2(GPT2Config.from_dict(meta["model"])), load_file(str(folder / "model.safetensors")))
     model.eval()
     if (folder / "tokenizer.json").is_file():
-        from gpt2lib.bpe import BytePairTokenizer
-
         tok = BytePairTokenizer.load(folder / "tokenizer.json")
     else:
-        from gpt2lib.tokenizer import get_gpt2_tokenizer
-
         tok = get_gpt2_tokenizer()
     return model, tok
 
@@ -333,7 +320,7 @@ def model_card(name: str = "webtext-tiny", *, cache_dir: str | os.PathLike | Non
     """What the cache records about a model (trained first if needed): ``recipe``, ``model`` (its shape),
     ``val_loss`` and ``val_bpb`` at the end of training, ``n_params``, and ``train_seconds`` (wall clock) and
     ``train_cpu_seconds`` (CPU time of the training process) of the run that made it (None for older caches)."""
-    meta = json.loads((_cached_folder(name, cache_dir, progress, train_overrides) / "config.json").read_text())
+    meta = read_json_object(_cached_folder(name, cache_dir, progress, train_overrides) / "config.json")
     meta.setdefault("train_seconds", None)
     meta.setdefault("train_cpu_seconds", None)
     return meta

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _procs import ENV, cli, running
 
 from gpt2lib.cli import is_user_error, main
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def _one_line(argv, capsys, status=1) -> str:
@@ -35,15 +33,28 @@ def _one_line(argv, capsys, status=1) -> str:
 
 
 def test_a_genuine_bug_keeps_its_traceback(tmp_path, monkeypatch):
-    import gpt2lib.data
+    import gpt2lib.cli
 
     (tmp_path / "in.txt").write_text("a\n\nb\n\nc\n", encoding="utf-8")
-    monkeypatch.setattr(gpt2lib.data, "prepare", lambda *a, **k: {}["splits"])  # an implicit KeyError
+    monkeypatch.setattr(gpt2lib.cli, "prepare", lambda *a, **k: {}["splits"])  # an implicit KeyError
     with pytest.raises(KeyError):
         main(["prepare", "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o")])
-    monkeypatch.setattr(gpt2lib.data, "split_documents", None)  # a TypeError inside gpt2lib's own code
+    monkeypatch.setattr(gpt2lib.cli, "split_documents", None)  # a TypeError inside gpt2lib's own code
     with pytest.raises(TypeError):
         main(["prepare", "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o")])
+
+
+def test_a_missing_optional_package_is_a_user_error_naming_the_pip_command(monkeypatch):
+    from gpt2lib.errors import MissingPackageError, optional_import
+    from gpt2lib.tasks.summarization import rouge
+
+    assert optional_import("json") is json
+    monkeypatch.setitem(sys.modules, "rouge_score", None)  # as if not installed: import rouge_score fails
+    monkeypatch.setitem(sys.modules, "rouge_score.rouge_scorer", None)
+    with pytest.raises(MissingPackageError, match=r'rouge_score.rouge_scorer is not installed .*; pip install '
+                                                  r'"gpt2lib\[experiments\]"') as e:
+        rouge(["a cat"], ["a cat"])
+    assert is_user_error(e.value) and "\n" not in str(e.value)
 
 
 def test_bug_or_user_error_is_decided_by_where_and_how_it_was_raised():
@@ -96,8 +107,7 @@ def test_a_subprocess_bug_prints_a_traceback_and_a_user_error_does_not(tmp_path)
     argv = ["prepare", "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o")]
     res = subprocess.run([sys.executable, "-c", bug, *argv], env=ENV, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "Traceback" in res.stderr and "ZeroDivisionError" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "gpt2lib", "prepare", "--input", str(tmp_path / "missing.txt"),
-                          "--out", str(tmp_path / "o")], env=ENV, capture_output=True, text=True, timeout=120)
+    res = cli(["prepare", "--input", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")])
     assert res.returncode == 1 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
@@ -124,6 +134,17 @@ def test_jsonl_lines_that_are_not_text_objects_are_one_line_naming_the_line(tmp_
     line = _one_line(["prepare", "--input", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "o")], capsys)
     assert "in.jsonl, line 2" in line and what in line
     assert not (tmp_path / "o").exists()
+
+
+def test_jsonl_texts_may_hold_line_separators_that_are_not_newlines(tmp_path):
+    """JSON strings may hold U+2028, U+0085 and form feeds unescaped; a line of the file ends at \\n only."""
+    texts = ["one\u2028two", "three\x85four\x0cfive", "six"]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
+                                       encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["prepare", "--input", str(tmp_path / "in.jsonl"), "--out", str(out), "--val-fraction", "0"]) == 0
+    train = json.loads((out / "meta.json").read_text())["splits"]["train"]
+    assert (train["documents"], train["bytes"]) == (len(texts), sum(len(t.encode("utf-8")) for t in texts))
 
 
 def test_non_utf8_input_is_one_line(tmp_path, capsys):
@@ -231,21 +252,13 @@ def test_sigterm_cleans_up_like_ctrl_c_and_the_same_command_reruns(tmp_path, com
     out = tmp_path / "out"
     argv = ["prepare", "--input", str(tmp_path / "in" / "docs.txt"), "--out", str(out)] if command == "prepare" \
         else ["webtext", str(tmp_path / "in"), "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW, *argv], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "working"
+    with running(["-c", _SLOW, *argv], ready="working") as proc:
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 143 and "aborted by SIGTERM" in err and "Traceback" not in err, err
     assert not out.exists()  # this run made the folder; its files, its lock and the folder are gone
-    res = subprocess.run([sys.executable, "-m", "gpt2lib", *argv], env=ENV, capture_output=True, text=True,
-                         timeout=120)
+    res = cli(argv)
     assert res.returncode == 0 or "holds no link" in res.stderr, res.stderr
 
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from _shards import shakespeare_shards
 from safetensors.torch import load_file
 
 from gpt2lib.checkpoint import latest_checkpoint
@@ -35,14 +36,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from gpt2lib.data import prepare, split_documents
-    from gpt2lib.datasets import read_text
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
-
-    out = tmp_path_factory.mktemp("ddp_shards")
-    prepare(split_documents(read_text("tiny-shakespeare")[:40_000]), out, get_gpt2_tokenizer(), val_fraction=0.1,
-            progress=False)
-    return out
+    return shakespeare_shards(tmp_path_factory.mktemp("ddp_shards"), 40_000)
 
 
 @pytest.mark.slow

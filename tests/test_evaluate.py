@@ -208,13 +208,13 @@ def test_bad_requests_raise(pair, tok) -> None:
 def test_read_jsonl_names_the_bad_line(tmp_path) -> None:
     p = tmp_path / "x.jsonl"
     p.write_text('{"text": "a"}\n\n{"text": "b"\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"x.jsonl:3: not valid JSON"):
+    with pytest.raises(ValueError, match=r"x.jsonl, line 3: not JSON"):
         list(read_jsonl(p))
     p.write_text('{"text": "a"}\n{"other": 1}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r":2: missing key\(s\) \['text'\]"):
+    with pytest.raises(ValueError, match=r", line 2: missing key\(s\) \['text'\]"):
         list(read_jsonl(p, required=("text",)))
     p.write_text('{"text": "a"}\n\n[1]\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=":3: expected a JSON object"):
+    with pytest.raises(ValueError, match=", line 3: expected a JSON object"):
         list(read_jsonl(p))
 
 
@@ -707,6 +707,7 @@ def test_folder_tokenizer_reads_transformers_files(tmp_path, data_mirror) -> Non
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     from gpt2lib.resolve import folder_tokenizer
+    from gpt2lib.runtok import RunTokenizerError, huggingface_tokenizer
 
     both = tmp_path / "both"
     both.mkdir()
@@ -725,3 +726,8 @@ def test_folder_tokenizer_reads_transformers_files(tmp_path, data_mirror) -> Non
     (tmp_path / "none").mkdir()
     tok, source = folder_tokenizer(tmp_path / "none")
     assert tok.name == "gpt2" and "assumed" in source
+    assert folder_tokenizer(tmp_path / "none", vocab_size=50304)[0].name == "gpt2"  # GPT-2's, padded
+    with pytest.raises(RunTokenizerError, match="vocabulary of 300 tokens is not GPT-2's"):
+        folder_tokenizer(tmp_path / "none", vocab_size=300)  # GPT-2's would decode it to garbage
+    assert folder_tokenizer(both, vocab_size=300)[0].name == "gpt2"  # its own files decide, not the size
+    assert huggingface_tokenizer(tmp_path / "only", 50257).encode(text) == ref.encode(text).ids

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt2lib import experiments_ln as E
-from gpt2lib.model import GPT2, GPT2Config
+from gpt2lib.model import GPT2Config
 
 CONFIG = GPT2Config(n_layer=6, n_head=2, n_embd=32, block_size=16, vocab_size=50)
 

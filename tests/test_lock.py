@@ -6,34 +6,18 @@ naming the first's PID, and the first's files come out intact.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from _procs import ENV, cli as _cli, running, wait_until
 
 from gpt2lib.lock import LOCK_FILE, FolderLockedError, lock_owner, output_lock
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-
-
-def _cli(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpt2lib", *argv], env=ENV, cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def _wait(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"the first process ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
-        assert time.monotonic() < end, "timed out waiting"
-        time.sleep(0.05)
 
 
 def _assert_refused(res: subprocess.CompletedProcess, command: str, pid: int) -> None:
@@ -68,14 +52,11 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path, capsys):
     out = tmp_path / "run"
     script = (f"import os, time\nfrom gpt2lib.lock import output_lock\n"
               f"with output_lock({str(out)!r}, 'train'):\n    print('held', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with running(["-c", script], ready="held") as proc:
         with pytest.raises(FolderLockedError, match=f"PID {proc.pid} "):
             with output_lock(out, "train"):
                 pass
         proc.send_signal(signal.SIGKILL)  # no clean-up: the lock file stays, its flock goes with the process
-    finally:
         proc.wait(30)
     assert lock_owner(out)["pid"] == proc.pid
     with output_lock(out, "train") as lock:
@@ -118,25 +99,18 @@ def _train_argv(data: Path, out: Path, *extra: str) -> list[str]:
 def test_two_trains_into_one_folder_the_second_fails_and_the_first_is_intact(data, tmp_path):
     out = tmp_path / "run"
     assert _cli(_train_argv(data, out, "--max-steps", "5")).returncode == 0  # a finished run to resume
-    argv = _train_argv(data, out, "--max-steps", "100000", "--resume")
-    first = subprocess.Popen([sys.executable, "-m", "gpt2lib", *argv],
-                             env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait(lambda: (out / "log.jsonl").read_text().count("\n") >= 7, first)
-        seconds = [subprocess.Popen([sys.executable, "-m", "gpt2lib", *_train_argv(data, out, "--max-steps", "50",
-                                                                                 *extra)],
-                                    env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                   for extra in ([], ["--resume"], ["--overwrite"])]
-        for p in seconds:
-            _, err2 = p.communicate(timeout=120)
-            _assert_refused(subprocess.CompletedProcess(p.args, p.returncode, "", err2), "train", first.pid)
+    with running(["-m", "gpt2lib", *_train_argv(data, out, "--max-steps", "100000", "--resume")]) as first:
+        wait_until(lambda: (out / "log.jsonl").read_text().count("\n") >= 7, first)
+        with contextlib.ExitStack() as stack:
+            seconds = [stack.enter_context(running(["-m", "gpt2lib", *_train_argv(data, out, "--max-steps", "50",
+                                                                                 *extra)]))
+                       for extra in ([], ["--resume"], ["--overwrite"])]
+            for p in seconds:
+                _, err2 = p.communicate(timeout=120)
+                _assert_refused(subprocess.CompletedProcess(p.args, p.returncode, "", err2), "train", first.pid)
         assert first.poll() is None  # the first run did not notice
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 130 and "resume with" in err
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, len(steps) + 1))  # one writer: no duplicate, no interleaved records
@@ -176,18 +150,11 @@ def test_two_prepares_into_one_folder_the_second_fails_and_the_first_dataset_is_
     docs = tmp_path / "docs.txt"
     docs.write_text("one\n\ntwo\n\nthree\n\nfour\n", encoding="utf-8")
     go = tmp_path / "go"
-    first = subprocess.Popen([sys.executable, "-c", _SLOW_PREPARE, str(out), str(go)], env=ENV, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    try:
-        assert first.stdout.readline().strip() == "working"
+    with running(["-c", _SLOW_PREPARE, str(out), str(go)], ready="working") as first:
         for extra in ([], ["--overwrite"]):
             _assert_refused(_cli(["prepare", "--input", str(docs), "--out", str(out), *extra]), "prepare", first.pid)
         go.touch()
         rest, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0 and rest.strip().endswith("done"), err
     from gpt2lib.data import TokenShards
 
@@ -226,17 +193,10 @@ def _crawl(root: Path) -> Path:
 def test_two_webtexts_into_one_folder_the_second_fails_and_the_first_output_is_whole(tmp_path, data_mirror):
     crawl, out = _crawl(tmp_path / "crawl"), tmp_path / "out"
     go = tmp_path / "go"
-    first = subprocess.Popen([sys.executable, "-c", _SLOW_WEBTEXT, str(crawl), str(out), str(go)], env=ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert first.stdout.readline().strip() == "working"
+    with running(["-c", _SLOW_WEBTEXT, str(crawl), str(out), str(go)], ready="working") as first:
         _assert_refused(_cli(["webtext", str(crawl), "--out", str(out)]), "webtext", first.pid)
         go.touch()
         rest, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0 and rest.strip().endswith("done"), err
     assert (out / "links.ndjson").read_text().count("\n") == 5
     report = json.loads((out / "webtext-report.json").read_text())

@@ -1,7 +1,6 @@
 """The pinned numeric environment (gpt2lib.numerics) and the drift rules of cells whose outputs depend on it."""
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys

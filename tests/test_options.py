@@ -195,8 +195,8 @@ def test_fp16_on_cpu_is_refused_for_every_task_before_the_model_loads(capsys):
     for task in task_names() + ["all"]:
         code, lines = _run(["eval", "--task", task, "--model", "zoo:no-such", "--precision", "fp16", "--device",
                             "cpu"], capsys)
-        assert code == 2 and lines == [f"gpt2lib eval: error: --precision: fp16 needs a CUDA GPU, and the device is "
-                                       f"cpu; use fp32 (or bf16) on CPU"], (task, lines)
+        assert code == 2 and lines == ["gpt2lib eval: error: --precision: fp16 needs a CUDA GPU, and the device is "
+                                       "cpu; use fp32 (or bf16) on CPU"], (task, lines)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a CPU-only torch")

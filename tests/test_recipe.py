@@ -11,25 +11,19 @@ import math
 
 import pytest
 import torch
+from _shards import shakespeare_shards
 
 import gpt2lib.train as T
 from gpt2lib import recipe, runner
 from gpt2lib.checkpoint import load_checkpoint
-from gpt2lib.data import TokenLoader, TokenShards, prepare
+from gpt2lib.data import TokenLoader, TokenShards
 from gpt2lib.model import GPT2, GPT2Config
 from gpt2lib.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from gpt2lib.data import split_documents
-    from gpt2lib.datasets import read_text
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
-
-    out = tmp_path_factory.mktemp("shards")
-    prepare(split_documents(read_text("tiny-shakespeare")[:30_000]), out, get_gpt2_tokenizer(), val_fraction=0.1,
-            progress=False)
-    return out
+    return shakespeare_shards(tmp_path_factory.mktemp("shards"), 30_000)
 
 
 def _model(dropout: float) -> GPT2:

@@ -420,6 +420,7 @@ def _raiser(exc: BaseException):
 ])
 def test_the_cli_turns_gpt2lib_errors_into_one_line_and_an_exit_code(tmp_path, data, monkeypatch, capsys, exc, code):
     """No traceback for gpt2lib's own errors, safetensors' errors, a non-finite loss or Ctrl-C."""
+    import gpt2lib.cli
     import gpt2lib.train as T
     from safetensors import SafetensorError
 
@@ -429,7 +430,7 @@ def test_the_cli_turns_gpt2lib_errors_into_one_line_and_an_exit_code(tmp_path, d
             "nonfinite": T.NonFiniteLossError("loss is nan at step 5"),
             "floating": FloatingPointError("overflow"), "gpt2lib": GPT2LibError("bad thing\n  in two lines"),
             "keyboard": KeyboardInterrupt()}[exc]
-    monkeypatch.setattr(T, "train", _raiser(made))
+    monkeypatch.setattr(gpt2lib.cli, "train", _raiser(made))  # the train() the command line calls
     with pytest.raises(SystemExit) as e:
         main(_argv(data, tmp_path / "run", "--max-steps", "2"))
     err = capsys.readouterr().err

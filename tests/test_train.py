@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
+from _shards import shakespeare_shards
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from gpt2lib.checkpoint import latest_checkpoint, load_checkpoint
-from gpt2lib.data import TokenShards, prepare
+from gpt2lib.data import TokenShards
 from gpt2lib.hardware import choose_precision, estimate_memory, max_micro_batch_size, peak_flops
 from gpt2lib.model import GPT2, GPT2Config
 from gpt2lib.train import NonFiniteLossError, TrainConfig, configure_optimizer, lr_at, plot_losses, train
@@ -154,15 +155,7 @@ def test_largest_micro_batch_fits_the_budget():
 # --- the training loop --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    """Tiny Shakespeare's first 60k characters as documents, GPT-2 tokens."""
-    from gpt2lib.datasets import read_text
-    from gpt2lib.data import split_documents
-    from gpt2lib.tokenizer import get_gpt2_tokenizer
-
-    out = tmp_path_factory.mktemp("shards")
-    prepare(split_documents(read_text("tiny-shakespeare")[:60_000]), out, get_gpt2_tokenizer(), val_fraction=0.1,
-            progress=False)
-    return out
+    return shakespeare_shards(tmp_path_factory.mktemp("shards"), 60_000)
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:

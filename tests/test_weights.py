@@ -273,7 +273,7 @@ def test_a_config_much_larger_than_its_weights_is_reported_not_allocated(tmp_pat
 
 def test_other_shape_mismatches_are_found_from_the_safetensors_header(tmp_path, monkeypatch):
     """vocab_size and n_layer mismatches are reported before any tensor is read from the file."""
-    import safetensors.torch
+    from gpt2lib import weights
 
     hf = hf_model(**SMALL)
     hf.save_pretrained(tmp_path)
@@ -282,7 +282,7 @@ def test_other_shape_mismatches_are_found_from_the_safetensors_header(tmp_path, 
     def no_reading(*args, **kwargs):
         raise AssertionError("the tensors were read before the shapes were checked")
 
-    monkeypatch.setattr(safetensors.torch, "load_file", no_reading)
+    monkeypatch.setattr(weights, "load_file", no_reading)  # what gpt2lib.weights reads tensors with
     with pytest.raises(ValueError, match=r"wte.weight.*\(300, 64\).*\(50257, 64\)"):
         GPT2.from_pretrained(tmp_path)
     _edit_config(tmp_path, vocab_size=300, n_layer=3)

@@ -93,7 +93,7 @@ def reflow(src, limit=LIMIT):
                     cand = lines[:a] + [indent + l if l.strip() else l for l in out] + lines[b:]
                     if ast.dump(ast.parse("\n".join(cand))) == before and cand != lines:
                         new = cand
-                except Exception as e:
+                except Exception:
                     pass
         if new is not None and max(len(l) for l in new[a:a + len(new) - len(lines) + (b - a)] or [0]) <= limit:
             lines = new

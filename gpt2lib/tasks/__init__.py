@@ -36,8 +36,9 @@ from typing import Any, Callable
 
 import torch
 
-from gpt2lib.evaluate import TaskResult, load_model, results_table  # noqa: F401 (load_model: public)
+from gpt2lib.evaluate import TaskResult, check_vocab, load_model, results_table  # noqa: F401 (load_model: public)
 from gpt2lib.options import Int, check_device, check_eval, checked_task
+from gpt2lib.resolve import resolve_model
 from gpt2lib.tasks import cbt, coqa, lambada, lm, qa, summarization, translation, winograd
 
 __all__ = ["TASKS", "TABLE3_TASKS", "LIMIT_UNITS", "task_names", "get_task", "add_cli"]
@@ -146,9 +147,6 @@ def _task_kwargs(name: str, args: Any) -> dict[str, Any]:
 
 
 def _run_cli(args: Any) -> int:
-    from gpt2lib.evaluate import check_vocab
-    from gpt2lib.resolve import resolve_model
-
     names = TABLE3_TASKS if args.task == "all" else [args.task]
     for n in names:
         get_task(n)  # KeyError with the available names

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from gpt2lib import datasets
 from gpt2lib.detokenize import cbt_detokenize
 from gpt2lib.evaluate import TaskResult, check_vocab, score_continuations
 
@@ -141,8 +142,6 @@ def run(model: Any, tokenizer: Any, *, limit: int | None = None, batch_size: int
 def _run_split(kind: str, model: Any, tokenizer: Any, *, limit: int | None = None, batch_size: int = 8,
                progress: bool = False, archive: str | Path | None = None, split: str = "valid",
                detokenize: bool = True, **_: Any) -> TaskResult:
-    from gpt2lib import datasets
-
     if split not in SPLITS:
         raise ValueError(f"CBT split must be one of {', '.join(SPLITS)}, got {split!r}")
     archive = archive or datasets.download("cbt", progress=progress)

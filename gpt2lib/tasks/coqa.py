@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from tqdm.auto import tqdm
+
+from gpt2lib.datasets import download
 from gpt2lib.evaluate import TaskResult, check_vocab, generate_text, prompt_room
 
 __all__ = ["CoQAExample", "normalize_answer", "f1_score", "exact_match", "turn_score", "read_coqa", "coqa_prompt",
@@ -156,8 +159,6 @@ def evaluate_coqa(model: Any, tokenizer: Any, examples: Sequence[CoQAExample], *
         raise ValueError("no CoQA examples to evaluate")
     check_vocab(model, tokenizer)
     if progress:
-        from tqdm.auto import tqdm
-
         examples = tqdm(examples, desc="coqa")
     room = prompt_room(model, max_new_tokens)
     f1 = em = 0.0
@@ -183,8 +184,6 @@ def run(model: Any, tokenizer: Any, *, examples: Sequence[CoQAExample] | None = 
     :func:`gpt2lib.datasets.download` (not in the offline mirror: it needs the network or a cached copy)."""
     if examples is None:
         if path is None:
-            from gpt2lib.datasets import download
-
             path = download("coqa-dev")
         examples = read_coqa(path)
     return evaluate_coqa(model, tokenizer, list(examples)[:limit] if limit else examples, **kw)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from tqdm.auto import tqdm
+
 from gpt2lib import datasets
 from gpt2lib.evaluate import TaskResult, check_vocab, generate_text, prompt_room, read_jsonl, score_continuations
 from gpt2lib.tasks.coqa import exact_match, stop_at_newline
@@ -50,8 +52,6 @@ def qa_prompt(question: str, seeds: Sequence[tuple[str, str]] = SEED_PAIRS) -> s
 def evaluate_qa(model: Any, tokenizer: Any, examples: Sequence[tuple[str, list[str]]], *,
                 seeds: Sequence[tuple[str, str]] = SEED_PAIRS, max_new_tokens: int = 24, batch_size: int = 8,
                 progress: bool = False) -> TaskResult:
-    from tqdm.auto import tqdm
-
     if not examples:
         raise ValueError("no questions to evaluate")
     check_vocab(model, tokenizer)

@@ -42,7 +42,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
+from gpt2lib.datasets import download
+from gpt2lib.errors import optional_import
 from gpt2lib.evaluate import TaskResult, check_vocab, generate_text
 
 __all__ = ["PAPER_TABLE4", "Article", "split_sentences", "first_sentences", "detokenize_ptb", "official_test_ids",
@@ -135,8 +138,6 @@ def detokenize_ptb(text: str) -> str:
 def official_test_ids(url_list: str | Path | None = None) -> set[str]:
     """The story ids (sha1 of each URL) of the official CNN/Daily Mail test split (``all_test.txt``)."""
     if url_list is None:
-        from gpt2lib.datasets import download
-
         url_list = download("cnn-dailymail-test-urls", progress=False)
     with open(url_list, encoding="utf-8") as f:
         return {hashlib.sha1(line.strip().encode("utf-8")).hexdigest() for line in f if line.strip()}
@@ -147,8 +148,6 @@ def load_cnndm_articles(folder: str | Path | None = None, *, url_list: str | Pat
     sorted by id. Each file must be JSON with ``url``, ``article_lines`` and ``bart_reference``; its id
     (file name) must be sha1(url) and be in the official test split, else ``ValueError`` names the file."""
     if folder is None:
-        from gpt2lib.datasets import download
-
         folder = download("cnn-dailymail-articles", progress=False)
     split = official_test_ids(url_list)
     files = sorted(Path(folder).glob("*.json"))
@@ -199,8 +198,7 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
     """Mean ROUGE F1 (x100) with ``rouge_score`` and Porter stemming: ``rouge1``, ``rouge2``, ``rougeL``
     (summary-level LCS over sentences, ``rougeLsum``), ``rougeL_text`` (LCS of the whole texts) and
     ``rouge_avg`` = mean of R-1, R-2, R-L."""
-    from rouge_score import rouge_scorer
-
+    rouge_scorer = optional_import("rouge_score.rouge_scorer")
     if len(predictions) != len(references) or not predictions:
         raise ValueError(f"need equally many (>0) predictions and references, got {len(predictions)}, {len(references)}")
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
@@ -239,8 +237,6 @@ def evaluate_summarization(model: Any, tokenizer: Any, examples: Sequence[tuple[
     pairs = [(e.text, e.reference) if isinstance(e, Article) else tuple(e) for e in examples]
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     if progress:
-        from tqdm.auto import tqdm
-
         pairs = tqdm(pairs, desc="summarization")
     preds, refs = [], []
     for article, ref in pairs:

@@ -33,8 +33,12 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from tqdm.auto import tqdm
+
 from gpt2lib import datasets
-from gpt2lib.evaluate import TaskResult, check_vocab, generate_text
+from gpt2lib.errors import optional_import
+from gpt2lib.evaluate import TaskResult, check_vocab, generate_text, prompt_room
+from gpt2lib.tasks.coqa import stop_at_newline
 __all__ = ["read_sgm", "translation_prompt", "first_sentence", "stop_at_sentence", "choose_shots",
            "evaluate_translation", "run_en_fr", "run_fr_en", "FIRST_RULES"]
 
@@ -88,12 +92,7 @@ def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], ref
                          first: str = "sentence", skip_long: bool = True, progress: bool = False,
                          **_: Any) -> TaskResult:
     """BLEU of greedy translations (module docstring: prompt, shots that fit, ``first`` rule)."""
-    import sacrebleu
-    from tqdm.auto import tqdm
-
-    from gpt2lib.evaluate import prompt_room
-    from gpt2lib.tasks.coqa import stop_at_newline
-
+    sacrebleu = optional_import("sacrebleu")
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source segments but {len(references)} references")
     if n_shots < 0:
