@@ -10,7 +10,7 @@ b. The fp16 + GradScaler path as a 16 GB T4 runs it (the micro-batch :func:`max_
 c. :func:`gpt2lib.hardware.estimate_memory` against ``torch.cuda.max_memory_allocated`` for the training
    runs of a/b, and the evaluation estimate against an evaluation of 16 x 1024 tokens.
 d. Every chapter's ``SCALE = "gpu"`` branch on this device, with the random stand-in ``gpt2`` checkpoint
-   (``tests/test_gpu_path.py``; ``GPT2_BOOK_GPU_SIZE=tiny`` unless ``--chapters-size full``).
+   (``tests/test_gpu_path.py``: the small sizes of ``tests/gpu_tiny_sizes.toml`` unless ``--chapters-size full``).
 e. gpt2lib against ``transformers`` (same weights): evaluation (forward of 8 x 1024) and greedy
    generation tokens/s, medians of interleaved repeats.
 

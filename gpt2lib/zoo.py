@@ -47,7 +47,8 @@ from gpt2lib.tokenizer import get_gpt2_tokenizer
 from gpt2lib.train import TrainConfig, train
 from gpt2lib.weights import load_state_dict
 
-__all__ = ["RECIPES", "MINIWORLD_SIZES", "load_pretrained_tiny", "model_card", "recipe_key", "training_environment"]
+__all__ = ["RECIPES", "MINIWORLD_SIZES", "RELEASED_MODELS", "book_model_name", "book_model_names", "load_book_model",
+           "load_pretrained_tiny", "model_card", "recipe_key", "training_environment"]
 
 _MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=128)
 _TRAIN = dict(block_size=128, micro_batch_size=8, tokens_per_step=2048, warmup_steps=10, lr=3e-3, min_lr=3e-4,
@@ -324,6 +325,48 @@ def model_card(name: str = "webtext-tiny", *, cache_dir: str | os.PathLike | Non
     meta.setdefault("train_seconds", None)
     meta.setdefault("train_cpu_seconds", None)
     return meta
+
+
+# The released GPT-2 sizes on the Hugging Face hub (§2.3, Table 2: the paper's 117M, 345M, 762M and 1542M; the
+# smallest has 124M parameters counted with its tied embeddings).
+RELEASED_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+BOOK_MODEL_ENV = "GPT2_BOOK_MODEL"
+
+
+def book_model_names() -> list[str]:
+    """The models a §3 chapter can evaluate: the zoo's models with GPT-2's tokenizer, then the released sizes."""
+    return [name for name, recipe in RECIPES.items() if recipe["tokenizer"] == "gpt2"] + list(RELEASED_MODELS)
+
+
+def book_model_name(scale: str, name: str | None = None, environ: dict[str, str] | None = None) -> str:
+    """Which model a §3 chapter loads: ``name``, else ``$GPT2_BOOK_MODEL``, else ``"webtext-tiny"`` when
+    ``scale == "cpu"`` and the released 124M ``"gpt2"`` when ``scale == "gpu"``. Unknown names raise a
+    ValueError listing the valid ones."""
+    if scale not in ("cpu", "gpu"):
+        raise ValueError(f"scale must be 'cpu' or 'gpu', not {scale!r}")
+    environ = os.environ if environ is None else environ
+    source = "name" if name is not None else BOOK_MODEL_ENV
+    name = name if name is not None else environ.get(BOOK_MODEL_ENV) or ("webtext-tiny" if scale == "cpu" else "gpt2")
+    if name not in book_model_names():
+        raise ValueError(f"{source}={name!r} is not a model the chapters can load; "
+                         f"choose one of: {', '.join(book_model_names())}")
+    return name
+
+
+def load_book_model(scale: str = "cpu", device: str | torch.device = "cpu", name: str | None = None):
+    """``(model, tokenizer, name)``: the GPT-2 a §3 chapter evaluates zero-shot, in eval mode on ``device``.
+
+    The name comes from :func:`book_model_name` (``name``, ``$GPT2_BOOK_MODEL``, or the scale's default), at any
+    ``scale``: a reader with a laptop and a network can run a chapter's CPU-sized slices on the released 124M
+    with ``GPT2_BOOK_MODEL=gpt2``. A zoo model is trained and cached on first use (:func:`load_pretrained_tiny`);
+    a released one is read from the Hugging Face hub (or its offline cache) by :meth:`GPT2.from_pretrained`.
+    """
+    name = book_model_name(scale, name)
+    if name in RELEASED_MODELS:
+        model, tokenizer = GPT2.from_pretrained(name), get_gpt2_tokenizer()
+    else:
+        model, tokenizer = load_pretrained_tiny(name)
+    return model.to(device).eval(), tokenizer, name
 
 
 if __name__ == "__main__":  # the child process of _train_in_child: python -m gpt2lib.zoo RECIPE_JSON OUT

@@ -74,15 +74,11 @@ import torch
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 # SCALE sets each chapter's size: "cpu" runs in about a minute on two CPU cores; "gpu" is the bigger run the
-# text describes (the default on a GPU); GPT2_BOOK_SCALE overrides it. GPT2_BOOK_GPU_SIZE=tiny is for the
-# test suite: the "gpu" code path with its loops and slices shrunk to seconds.
+# text describes (the default on a GPU); GPT2_BOOK_SCALE overrides it.
 SCALE = os.environ.get("GPT2_BOOK_SCALE", "gpu" if device == "cuda" else "cpu")
-GPU_SIZE = os.environ.get("GPT2_BOOK_GPU_SIZE", "full")
-if SCALE not in ("cpu", "gpu") or GPU_SIZE not in ("full", "tiny"):
-    raise ValueError(f"GPT2_BOOK_SCALE must be 'cpu' or 'gpu' (got {{SCALE!r}}), "
-                     f"GPT2_BOOK_GPU_SIZE 'full' or 'tiny' (got {{GPU_SIZE!r}})")
-torch.manual_seed(0)
-GPU_TINY = SCALE == "gpu" and GPU_SIZE == "tiny"'''
+if SCALE not in ("cpu", "gpu"):
+    raise ValueError(f"GPT2_BOOK_SCALE must be 'cpu' or 'gpu' (got {{SCALE!r}})")
+torch.manual_seed(0)'''
 
 
 def repository_url(root: Path = ROOT) -> str:
