@@ -111,12 +111,26 @@ def test_standin_never_overwrites_an_existing_cache_entry(standin_cache):
     assert sorted(p.relative_to(standin_cache) for p in standin_cache.rglob("*")) == before
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_runs_at_scale_gpu(chapter, standin_cache, tmp_path, monkeypatch):
+def _execute(nb, path: Path, tmp_path: Path, how: str) -> None:
+    """Run ``nb`` (a copy of ``path``) in a fresh kernel in the chapter's folder; a failing cell fails the test
+    with ``how`` in the message. The executed copy goes to ``tmp_path``, for a look after a failure."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    except CellExecutionError as err:
+        pytest.fail(f"{path.stem}.ipynb at {how}: {err}", pytrace=False)
+    finally:
+        nbformat.write(nb, tmp_path / path.name)
+    print(f"{path.stem}: {time.perf_counter() - start:.1f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_runs_at_scale_gpu(chapter, standin_cache, tmp_path, monkeypatch):
     size = os.environ.get("GPT2_BOOK_GPU_SIZE", "tiny")  # benchmarks/gpu_check.py --chapters-size full: "full"
     assert size in ("tiny", "full"), f"GPT2_BOOK_GPU_SIZE must be 'tiny' or 'full', not {size!r}"
     for key, value in {**standin_env(standin_cache), "GPT2_BOOK_SCALE": "gpu", "MPLBACKEND": "agg"}.items():
@@ -132,16 +146,7 @@ def test_chapter_runs_at_scale_gpu(chapter, standin_cache, tmp_path, monkeypatch
     if pretend:
         nb.cells.insert(0, nbformat.v4.new_code_cell(PRETEND_GPU_CELL))
     nb.cells.append(nbformat.v4.new_code_cell('print(f"device={device}  SCALE={SCALE!r}")'))
-    start = time.perf_counter()
-    try:
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    except CellExecutionError as err:
-        pytest.fail(f"{chapter}.ipynb at SCALE='gpu' (GPT2_BOOK_GPU_SIZE={size}): {err}", pytrace=False)
-    finally:
-        nbformat.write(nb, tmp_path / path.name)  # the executed copy, for a look after a failure
-    seconds = time.perf_counter() - start
-    print(f"{chapter}: {seconds:.1f} s")
+    _execute(nb, path, tmp_path, f"SCALE='gpu' (GPT2_BOOK_GPU_SIZE={size})")
     expected = "device=cuda  SCALE='gpu'"  # on a GPU, or the pretend one
     assert expected in "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
@@ -153,9 +158,6 @@ def test_chapter_runs_at_scale_gpu(chapter, standin_cache, tmp_path, monkeypatch
 def test_section3_chapter_runs_on_released_gpt2_at_scale_cpu(chapter, standin_cache, tmp_path, monkeypatch):
     """A reader on a laptop: ``SCALE = "cpu"`` slices with ``GPT2_BOOK_MODEL=gpt2`` (here the stand-in, with
     GPT-2's 1,024-token context), the chapter's own sizes, every cell; the results name the model."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
     for key, value in {**standin_env(standin_cache), "GPT2_BOOK_SCALE": "cpu", "GPT2_BOOK_MODEL": "gpt2",
                        "MPLBACKEND": "agg"}.items():
         monkeypatch.setenv(key, value)
@@ -164,15 +166,7 @@ def test_section3_chapter_runs_on_released_gpt2_at_scale_cpu(chapter, standin_ca
     nb.cells.append(nbformat.v4.new_code_cell(
         'print(f"device={device}  SCALE={SCALE!r}  MODEL_NAME={MODEL_NAME!r}  '
         'context={model.config.block_size}  layers={model.config.n_layer}")'))
-    start = time.perf_counter()
-    try:
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    except CellExecutionError as err:
-        pytest.fail(f"{chapter}.ipynb at SCALE='cpu' with GPT2_BOOK_MODEL=gpt2: {err}", pytrace=False)
-    finally:
-        nbformat.write(nb, tmp_path / path.name)
-    print(f"{chapter}: {time.perf_counter() - start:.1f} s")
+    _execute(nb, path, tmp_path, "SCALE='cpu' with GPT2_BOOK_MODEL=gpt2")
     last = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert f"SCALE='cpu'  MODEL_NAME='gpt2'  context={CONTEXT}  layers=2" in last, last
     printed = "".join(o.get("text", "") for c in nb.cells[:-1] if c.cell_type == "code" for o in c.outputs)
