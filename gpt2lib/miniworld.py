@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gpt2lib.evaluate import score_continuations
 
-__all__ = ["WorldConfig", "World", "Instance", "TaskScore", "make_world", "held_out", "evaluate_zero_shot", "occurrences", "TASKS", "PLACES", "ACTIVITIES"]
+__all__ = ["WorldConfig", "World", "Instance", "TaskScore", "make_world", "held_out", "with_demonstration", "evaluate_zero_shot", "occurrences", "TASKS", "PLACES", "ACTIVITIES"]
 
 TASKS = ("translate", "story", "count", "gist")
 
@@ -251,6 +251,27 @@ def held_out(world: World, n_per_task: int = 50, seed: int = 1) -> list[Instance
         prompt = " ".join([f"{name} had a busy day.", *cues, f"In short: {name}"])
         choices, label = _choices(rng, f" {act}.", [f" {a}." for a in ACTIVITIES if a != act])
         out.append(Instance("gist", prompt, f" {act}.", choices, label))
+    return out
+
+
+# What ends a solved example's sentence after its answer (a translation prompt stops at the opening quote).
+_CLOSE = {"translate": '".'}
+
+
+def with_demonstration(instances: list[Instance], seed: int = 0) -> list[Instance]:
+    """The one-shot version of ``instances``: each prompt is preceded by one solved example of the same task and a
+    blank line, as §3.7 conditions translation on "example pairs". The example is another instance's prompt and
+    answer, its sentence closed; its answer differs from this one's, so it cannot simply be copied. The answer and
+    choices are unchanged."""
+    rng = random.Random(f"one-shot-{seed}")
+    out = []
+    for inst in instances:
+        pool = [d for d in instances if d.task == inst.task and d.answer != inst.answer]
+        if not pool:
+            raise ValueError(f"no other {inst.task!r} instance with another answer to show before {inst.prompt!r}")
+        demo = rng.choice(pool)
+        solved = demo.prompt + demo.answer + _CLOSE.get(demo.task, "")
+        out.append(replace(inst, prompt=f"{solved}\n\n{inst.prompt}"))
     return out
 
 

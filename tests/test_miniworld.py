@@ -9,7 +9,7 @@ import torch
 
 from gpt2lib.bpe import BytePairTokenizer
 from gpt2lib.miniworld import (ACTIVITIES, PLACES, TASKS, WorldConfig, evaluate_zero_shot, held_out, make_world,
-                               occurrences)
+                               occurrences, with_demonstration)
 
 SMALL = WorldConfig(n_docs=1500)
 
@@ -160,3 +160,26 @@ def test_a_model_that_knows_nothing_scores_chance(world, tok):
         assert res[task].greedy == 0.0
         assert res[task].answer_nll == pytest.approx(torch.log(torch.tensor(float(tok.n_vocab))).item(), rel=1e-6)
         assert res[task].accuracy < 0.7
+
+
+def test_one_shot_prompts_show_one_solved_example_of_the_same_task_with_another_answer(world):
+    insts = held_out(world, n_per_task=20)
+    shots = with_demonstration(insts)
+    assert shots == with_demonstration(insts) and shots != with_demonstration(insts, seed=1)  # seeded
+    by_prompt = {i.prompt: i for i in insts}
+    for plain, shot in zip(insts, shots):
+        assert (shot.task, shot.answer, shot.choices, shot.label) == (plain.task, plain.answer, plain.choices,
+                                                                      plain.label)
+        demo, sep, rest = shot.prompt.partition("\n\n")
+        assert sep and rest == plain.prompt  # the example, a blank line, then the unchanged prompt
+        # a solved instance, found by search (a translation's sentence closed after the answer)
+        shown = next(i for p, i in by_prompt.items() if demo in (p + i.answer, p + i.answer + '".'))
+        assert shown.task == plain.task and shown.answer != plain.answer and shown is not plain
+    with pytest.raises(ValueError, match="no other 'count' instance"):
+        with_demonstration([i for i in insts if i.task == "count"][:1])
+
+
+def test_a_perfect_model_still_scores_everything_with_an_example_in_the_prompt(world, tok):
+    insts = with_demonstration(held_out(world, n_per_task=8))
+    perfect = evaluate_zero_shot(_Oracle(tok, [i.prompt + i.answer for i in insts]), tok, insts)
+    assert all((perfect[t].accuracy, perfect[t].greedy) == (1.0, 1.0) for t in TASKS)
