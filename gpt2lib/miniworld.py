@@ -264,9 +264,12 @@ def with_demonstration(instances: list[Instance], seed: int = 0) -> list[Instanc
     answer, its sentence closed; its answer differs from this one's, so it cannot simply be copied. The answer and
     choices are unchanged."""
     rng = random.Random(f"one-shot-{seed}")
+    by_task: dict[str, list[Instance]] = {}
+    for d in instances:
+        by_task.setdefault(d.task, []).append(d)
     out = []
     for inst in instances:
-        pool = [d for d in instances if d.task == inst.task and d.answer != inst.answer]
+        pool = [d for d in by_task[inst.task] if d.answer != inst.answer]
         if not pool:
             raise ValueError(f"no other {inst.task!r} instance with another answer to show before {inst.prompt!r}")
         demo = rng.choice(pool)
