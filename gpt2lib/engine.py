@@ -41,6 +41,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
+from multiprocessing import resource_tracker
 from typing import Any, Callable, Iterable, Sequence
 
 from gpt2lib.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, count_pretokens, train_from_counts
@@ -254,8 +255,6 @@ def _sigint_held():
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    from multiprocessing import resource_tracker
-
     resource_tracker.ensure_running()  # its first start unblocks SIGINT in the calling thread: start it first
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
